@@ -1,0 +1,203 @@
+//! The in-process I2C bus: chips attached at their addresses, driven through
+//! `embedded_hal::i2c::I2c`. The same bus backs the socket server.
+
+use core::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation, SevenBitAddress};
+
+use crate::chip::{Chip, Nack};
+
+/// Where the bus gets `now` from.
+pub trait Clock: Send + Sync {
+    /// Time since an arbitrary, fixed origin.
+    fn now(&self) -> Duration;
+}
+
+/// Wall-clock time since the clock was made.
+#[derive(Debug)]
+pub struct SystemClock(Instant);
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// Simulated time that moves only when told to, so timing paths are fast and deterministic.
+#[derive(Debug, Default, Clone)]
+pub struct SimClock(Arc<AtomicU64>);
+
+impl SimClock {
+    /// Moves time forward.
+    pub fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.as_nanos() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// A bus transaction that was not acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusError {
+    /// No chip answers at this address.
+    NoDevice,
+    /// The chip NACKed (busy, asleep, nothing to read).
+    Nack(Nack),
+}
+
+impl core::fmt::Display for BusError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoDevice => f.write_str("no device at this address"),
+            Self::Nack(n) => write!(f, "NACK ({n:?})"),
+        }
+    }
+}
+
+impl std::error::Error for BusError {}
+
+impl embedded_hal::i2c::Error for BusError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
+    }
+}
+
+/// A chip shared between the bus and whoever else holds it (tools, tests).
+pub type SharedChip = Arc<Mutex<Chip>>;
+
+fn lock(chip: &SharedChip) -> MutexGuard<'_, Chip> {
+    // A poisoned chip lock means a panic elsewhere; the chip's state is still consistent
+    // because every command commits or rolls back as a whole.
+    chip.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Inner {
+    chips: Mutex<Vec<SharedChip>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// An I2C bus with chips on it. Cloning gives another handle to the same bus.
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+impl core::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Bus").finish_non_exhaustive()
+    }
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bus {
+    /// A bus on the wall clock.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock::default()))
+    }
+
+    /// A bus on the given clock.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                chips: Mutex::new(Vec::new()),
+                clock,
+            }),
+        }
+    }
+
+    fn chips(&self) -> MutexGuard<'_, Vec<SharedChip>> {
+        self.inner.chips.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches a chip; fails if another chip already answers at its address.
+    pub fn attach(&self, chip: Chip) -> Result<SharedChip, Chip> {
+        let mut chips = self.chips();
+        let addr = chip.address();
+        if chips.iter().any(|c| lock(c).address() == addr) {
+            return Err(chip);
+        }
+        let shared = Arc::new(Mutex::new(chip));
+        chips.push(shared.clone());
+        Ok(shared)
+    }
+
+    /// The chip at `address`, if any.
+    pub fn chip(&self, address: u8) -> Option<SharedChip> {
+        self.chips()
+            .iter()
+            .find(|c| lock(c).address() == address)
+            .cloned()
+    }
+
+    /// One write transaction.
+    pub fn write(&self, address: u8, bytes: &[u8]) -> Result<(), BusError> {
+        let chip = self.chip(address).ok_or(BusError::NoDevice)?;
+        let now = self.inner.clock.now();
+        let r = lock(&chip).write(bytes, now);
+        r.map_err(BusError::Nack)
+    }
+
+    /// One read transaction.
+    pub fn read(&self, address: u8, buf: &mut [u8]) -> Result<(), BusError> {
+        let chip = self.chip(address).ok_or(BusError::NoDevice)?;
+        let now = self.inner.clock.now();
+        let r = lock(&chip).read(buf, now);
+        r.map_err(BusError::Nack)
+    }
+
+    /// Power-cycles the chip at `address`.
+    pub fn power_cycle(&self, address: u8) -> Result<(), BusError> {
+        let chip = self.chip(address).ok_or(BusError::NoDevice)?;
+        lock(&chip).power_cycle();
+        Ok(())
+    }
+
+    /// An `embedded_hal::i2c::I2c` device on this bus.
+    pub fn device(&self) -> BusDevice {
+        BusDevice { bus: self.clone() }
+    }
+}
+
+/// The bus as seen by a host driver: an `embedded_hal::i2c::I2c` implementation.
+#[derive(Clone, Debug)]
+pub struct BusDevice {
+    bus: Bus,
+}
+
+impl ErrorType for BusDevice {
+    type Error = BusError;
+}
+
+impl I2c<SevenBitAddress> for BusDevice {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        for op in operations {
+            match op {
+                Operation::Write(bytes) => self.bus.write(address, bytes)?,
+                Operation::Read(buf) => self.bus.read(address, buf)?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,149 @@
+//! The storage seam: where a chip's NVM image lives.
+//!
+//! **Power-loss contract.** `store` replaces the whole image atomically: if it returns `Ok`, the
+//! new image is durable; if power is cut at any point before that, `load` returns the old image
+//! or the new one, never a mix. The chip calls `store` before it answers a command that changed
+//! NVM, so a host never sees a success that a power cut can undo.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A storage failure, with a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageError(pub String);
+
+impl core::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "storage: {}", self.0)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// Where a chip keeps its NVM image. See the module docs for the power-loss contract.
+pub trait Storage: Send {
+    /// The last image stored, or `None` if there is none yet.
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Replaces the image atomically.
+    fn store(&mut self, image: &[u8]) -> Result<(), StorageError>;
+}
+
+/// An image in memory, shared so tests can look at (or corrupt) it; optionally fails writes.
+#[derive(Clone, Default, Debug)]
+pub struct MemStorage {
+    inner: Arc<Mutex<MemInner>>,
+}
+
+#[derive(Default, Debug)]
+struct MemInner {
+    image: Option<Vec<u8>>,
+    stores: u64,
+    bytes: u64,
+    fail: bool,
+}
+
+impl MemStorage {
+    /// Empty storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of the current image.
+    pub fn image(&self) -> Option<Vec<u8>> {
+        self.lock().image.clone()
+    }
+
+    /// Replaces the image (for tests that corrupt it).
+    pub fn set_image(&self, image: Option<Vec<u8>>) {
+        self.lock().image = image;
+    }
+
+    /// Number of successful stores and bytes written so far.
+    pub fn writes(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.stores, g.bytes)
+    }
+
+    /// Makes every following `store` fail (a full or failing flash).
+    pub fn set_failing(&self, fail: bool) {
+        self.lock().fail = fail;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+        // A panic while holding this lock can only come from a test; keep going with the data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Storage for MemStorage {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock().image.clone())
+    }
+
+    fn store(&mut self, image: &[u8]) -> Result<(), StorageError> {
+        let mut g = self.lock();
+        if g.fail {
+            return Err(StorageError("write failed (injected)".into()));
+        }
+        g.image = Some(image.to_vec());
+        g.stores += 1;
+        g.bytes += image.len() as u64;
+        Ok(())
+    }
+}
+
+/// An image in a file, replaced by write-to-temporary, fsync, rename, fsync of the directory.
+#[derive(Debug, Clone)]
+pub struct FileStorage {
+    path: PathBuf,
+}
+
+impl FileStorage {
+    /// Storage at `path` (the file may not exist yet).
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Self {
+            path: path.as_ref().to_path_buf(),
+        }
+    }
+
+    /// The image file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> StorageError {
+    StorageError(format!("{}: {e}", path.display()))
+}
+
+impl Storage for FileStorage {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        match std::fs::read(&self.path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&self.path, e)),
+        }
+    }
+
+    fn store(&mut self, image: &[u8]) -> Result<(), StorageError> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(image)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(&self.path, e)
+        })
+    }
+}
