@@ -111,6 +111,7 @@ fn truncated_and_trailing_payloads() {
                 assert!(decoded.is_ok(), "{req:?} prefix {k}: {decoded:?}");
             }
         }
+        // A free-length tail absorbs an extra byte; a fixed layout must reject it.
         let mut longer = bytes.clone();
         longer.push(0xAA);
         let decoded = Request::decode(req.code(), &longer);
