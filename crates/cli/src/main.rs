@@ -1,1 +1,134 @@
-fn main() {}
+//! `sesame`: the one binary over the sesame crates. Thin: parse, validate, call a library.
+//!
+//! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error (clap).
+
+mod chip_cmd;
+mod demo;
+mod link;
+mod selfcert;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sesame_chip::CurveName;
+
+#[derive(Parser, Debug)]
+#[command(name = "sesame", version, about = "Authenticate connected devices with a secure element")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the end-to-end demo in a temporary directory.
+    Demo,
+    /// Software STSAFE-A110 chips.
+    #[command(subcommand)]
+    Chip(ChipCommand),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CurveArg {
+    P256,
+    P384,
+}
+
+fn parse_address(s: &str) -> Result<u8, String> {
+    let v = match s.strip_prefix("0x") {
+        Some(h) => u8::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| e.to_string())?;
+    if (0x08..=0x77).contains(&v) {
+        Ok(v)
+    } else {
+        Err("a 7-bit I2C address must be in 0x08..=0x77".into())
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum ChipCommand {
+    /// Make a ready chip image: key generated inside, self-signed certificate in zone 0.
+    New {
+        /// Image file to create (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+        /// Curve of the slot-0 key.
+        #[arg(long, value_enum, default_value = "p256")]
+        curve: CurveArg,
+        /// 7-bit I2C address.
+        #[arg(long, default_value = "0x20", value_parser = parse_address)]
+        address: u8,
+    },
+    /// Show zones, counters, life cycle and public keys (never private ones).
+    Inspect {
+        /// Image file.
+        image: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve chips on a virtual I2C bus (protocol.md §10).
+    Serve {
+        /// Chip images (one chip each, at its own address).
+        #[arg(long = "image", required = true, num_args = 1..)]
+        images: Vec<PathBuf>,
+        /// `127.0.0.1:PORT` or `unix:PATH`.
+        #[arg(long)]
+        listen: String,
+        /// NACK reads until the A110's processing time has passed.
+        #[arg(long)]
+        timing: bool,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo => demo::run(),
+        Command::Chip(ChipCommand::New {
+            out,
+            curve,
+            address,
+        }) => {
+            let curve = match curve {
+                CurveArg::P256 => CurveName::P256,
+                CurveArg::P384 => CurveName::P384,
+            };
+            let c = chip_cmd::new_chip(&out, curve, address)?;
+            println!("chip {} written to {}", c.serial, out.display());
+            println!(
+                "host keys written to {}",
+                chip_cmd::host_keys_path(&out).display()
+            );
+            Ok(())
+        }
+        Command::Chip(ChipCommand::Inspect { image, json }) => chip_cmd::inspect(&image, json),
+        Command::Chip(ChipCommand::Serve {
+            images,
+            listen,
+            timing,
+        }) => chip_cmd::serve(&images, &listen, timing),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

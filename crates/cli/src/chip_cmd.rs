@@ -1,0 +1,173 @@
+//! `sesame chip new | inspect | serve`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rand_core::{OsRng, RngCore};
+use sesame_chip::server::Listener;
+use sesame_chip::{Bus, Chip, ChipConfig, ChipOptions, CurveName, Fab, FileStorage, Inspection};
+
+use crate::link::HostKeys;
+use crate::selfcert;
+
+/// Where the host keys of a chip image are exported (for the device's MCU firmware).
+pub fn host_keys_path(image: &Path) -> PathBuf {
+    let mut p = image.as_os_str().to_owned();
+    p.push(".host-keys.json");
+    PathBuf::from(p)
+}
+
+/// Writes a file readable by its owner only, refusing to overwrite.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// What `chip new` made.
+pub struct NewChip {
+    pub serial: String,
+}
+
+/// Builds a ready chip image at `out`: slot-0 key generated inside, a self-signed certificate
+/// (signed by the chip) in zone 0, a one-way counter zone and plain zones, random host keys
+/// (exported beside the image, 0600), life cycle operational.
+pub fn new_chip(out: &Path, curve: CurveName, address: u8) -> Result<NewChip> {
+    if out.exists() {
+        bail!("{} already exists; refusing to overwrite a chip", out.display());
+    }
+    let keys_path = host_keys_path(out);
+    if keys_path.exists() {
+        bail!("{} already exists", keys_path.display());
+    }
+    let mut serial = [0u8; 9];
+    serial[0] = 0x02;
+    OsRng.fill_bytes(&mut serial[1..]);
+    let serial_hex = hex::encode_upper(serial);
+    let mut config = ChipConfig::new(serial);
+    config.i2c_address = address;
+    let mut fab = Fab::new(config, Box::new(FileStorage::new(out)), ChipOptions::default())?;
+    let public = fab.generate_key(0, curve)?;
+    let (mut fab, der) = selfcert::self_signed(fab, &public, &serial_hex)?;
+    fab.write_zone(0, 0, &der)?;
+    let (mut mac, mut cipher) = ([0u8; 16], [0u8; 16]);
+    OsRng.fill_bytes(&mut mac);
+    OsRng.fill_bytes(&mut cipher);
+    fab.set_host_keys(mac, cipher)?;
+    let host_keys = HostKeys {
+        mac: hex::encode(mac),
+        cipher: hex::encode(cipher),
+    };
+    write_private(&keys_path, serde_json::to_string_pretty(&host_keys)?.as_bytes())?;
+    fab.finish()?;
+    Ok(NewChip { serial: serial_hex })
+}
+
+pub fn open(path: &Path, options: ChipOptions) -> Result<Chip> {
+    Chip::open(Box::new(FileStorage::new(path)), options)
+        .with_context(|| format!("cannot open chip image {}", path.display()))
+}
+
+/// A short human summary of the certificate in zone 0.
+pub fn certificate_summary(chip: &Chip) -> Option<serde_json::Value> {
+    use x509_cert::der::Decode;
+    let zone0 = chip.public_zone(0)?;
+    let len = Inspection::certificate_len(zone0)?;
+    let der = zone0.get(..len)?;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let tbs = &cert.tbs_certificate;
+    Some(serde_json::json!({
+        "subject": tbs.subject.to_string(),
+        "issuer": tbs.issuer.to_string(),
+        "not_before": tbs.validity.not_before.to_string(),
+        "not_after": tbs.validity.not_after.to_string(),
+        "bytes": len,
+        "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der)),
+    }))
+}
+
+pub fn inspect(path: &Path, json: bool) -> Result<()> {
+    let chip = open(path, ChipOptions::default())?;
+    let info = chip.inspect();
+    let cert = certificate_summary(&chip);
+    if json {
+        let mut v = serde_json::to_value(&info)?;
+        v["certificate"] = cert.unwrap_or(serde_json::Value::Null);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("chip {}  (mask {}, STSAFE-A110)", info.serial, info.mask_id);
+    println!("  life cycle   {}", info.life_cycle);
+    println!("  I2C address  0x{:02X}", info.i2c_address);
+    println!("  zones");
+    for z in &info.zones {
+        let counter = z.counter.map(|c| format!(", counter {c}")).unwrap_or_default();
+        println!(
+            "    {:>2} {:<7} {:>5} bytes  read AC {}{}  update AC {}{}{}",
+            z.index,
+            z.kind,
+            z.size,
+            z.read_ac.0,
+            if z.read_ac.1 { "" } else { " (fixed)" },
+            z.update_ac.0,
+            if z.update_ac.1 { "" } else { " (fixed)" },
+            counter
+        );
+    }
+    println!("  private keys");
+    for k in &info.private_keys {
+        match &k.public_key {
+            Some(pk) => println!(
+                "    slot {}: {} public {}  mode {:04X}  uses {}",
+                k.slot,
+                pk.curve,
+                hex::encode(pk.to_sec1()),
+                k.mode,
+                k.uses_left.map_or("unlimited".into(), |u| u.to_string())
+            ),
+            None => println!("    slot {}: empty", k.slot),
+        }
+    }
+    println!(
+        "  host keys    {} (C-MAC counter {})",
+        if info.host_keys { "provisioned" } else { "none" },
+        info.host_counter
+    );
+    if let Some(c) = cert {
+        println!("  certificate  {} bytes, subject {}", c["bytes"], c["subject"]);
+        println!("               issuer {}", c["issuer"]);
+        println!("               valid {} .. {}", c["not_before"], c["not_after"]);
+    }
+    Ok(())
+}
+
+pub fn serve(images: &[PathBuf], listen: &str, timing: bool) -> Result<()> {
+    if images.is_empty() {
+        bail!("give at least one --image");
+    }
+    let bus = Bus::new();
+    let options = ChipOptions {
+        realistic_timing: timing,
+        ..Default::default()
+    };
+    for path in images {
+        let chip = open(path, options)?;
+        let (addr, serial) = (chip.address(), chip.inspect().serial);
+        if bus.attach(chip).is_err() {
+            bail!("{}: another chip already uses address 0x{addr:02X}", path.display());
+        }
+        eprintln!("chip {serial} at 0x{addr:02X} ({})", path.display());
+    }
+    let listener = Listener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!("virtual I2C bus on {}", listener.local_addr()?);
+    listener.serve(&bus)?;
+    Ok(())
+}
