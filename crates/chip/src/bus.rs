@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation, SevenBitAddress};
+use embedded_hal::i2c::{
+    ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation, SevenBitAddress,
+};
 
 use crate::chip::{Chip, Nack};
 
@@ -127,12 +129,13 @@ impl Bus {
         self.inner.chips.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Attaches a chip; fails if another chip already answers at its address.
-    pub fn attach(&self, chip: Chip) -> Result<SharedChip, Chip> {
+    /// Attaches a chip; fails, handing the chip back, if another chip already answers at its
+    /// address.
+    pub fn attach(&self, chip: Chip) -> Result<SharedChip, Box<Chip>> {
         let mut chips = self.chips();
         let addr = chip.address();
         if chips.iter().any(|c| lock(c).address() == addr) {
-            return Err(chip);
+            return Err(Box::new(chip));
         }
         let shared = Arc::new(Mutex::new(chip));
         chips.push(shared.clone());

@@ -4,14 +4,13 @@
 
 use core::time::Duration;
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 use sesame_wire::resp::I2cParameters;
 use sesame_wire::{CommandCode, LifeCycle};
 
 use crate::engine::{Engine, Volatile};
 use crate::image::{self, ImageError};
 use crate::inspect::Inspection;
+use crate::rng::ChipRng;
 use crate::state::Nvm;
 use crate::timing::processing_time;
 use crate::Storage;
@@ -24,6 +23,9 @@ pub struct ChipOptions {
     /// Seed the chip's random generator (tests and reproducible simulations); `None` seeds from
     /// the operating system.
     pub rng_seed: Option<u64>,
+    /// Test vectors only: random bytes count up from 0 (feature `test-keys`).
+    #[cfg(feature = "test-keys")]
+    pub counting_rng: bool,
 }
 
 /// Why the chip did not acknowledge a transaction (an I2C NACK on its address).
@@ -48,7 +50,7 @@ enum Sleep {
 pub struct Chip {
     nvm: Nvm,
     vol: Volatile,
-    rng: ChaCha20Rng,
+    rng: ChipRng,
     storage: Box<dyn Storage>,
     options: ChipOptions,
     pending: Vec<u8>,
@@ -71,13 +73,6 @@ pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
-fn rng(options: &ChipOptions) -> ChaCha20Rng {
-    match options.rng_seed {
-        Some(seed) => ChaCha20Rng::seed_from_u64(seed),
-        None => ChaCha20Rng::from_entropy(),
-    }
-}
-
 impl Chip {
     /// Opens the chip whose image is in `storage`. A missing, corrupted or unreadable image is an
     /// error, never a fresh chip.
@@ -93,7 +88,7 @@ impl Chip {
     pub(crate) fn from_nvm(nvm: Nvm, storage: Box<dyn Storage>, options: ChipOptions) -> Self {
         let address = I2cParameters::from_bytes(nvm.i2c).address;
         Self {
-            rng: rng(&options),
+            rng: ChipRng::new(&options),
             nvm,
             vol: Volatile::default(),
             storage,
@@ -119,7 +114,7 @@ impl Chip {
         &mut self.nvm
     }
 
-    pub(crate) fn rng_mut(&mut self) -> &mut ChaCha20Rng {
+    pub(crate) fn rng_mut(&mut self) -> &mut ChipRng {
         &mut self.rng
     }
 

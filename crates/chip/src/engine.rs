@@ -11,14 +11,16 @@
 //! 5. the command itself, on a snapshot: any error restores NVM and volatile state, and NVM is
 //!    persisted before a success is answered (0x05 if the storage fails).
 
-use rand_chacha::ChaCha20Rng;
 use sesame_wire::frame::{MAX_RESPONSE_FRAME, MAX_WRITE};
 use sesame_wire::resp::{command_ac, ENC_COMMAND, ENC_RESPONSE};
 use sesame_wire::secure::{self, Direction, COUNTER_MAX};
-use sesame_wire::{CommandCode, CommandFrame, Error as WireError, Header, Request, ResponseFrame, Status};
+use sesame_wire::{
+    CommandCode, CommandFrame, Error as WireError, Header, Request, ResponseFrame, Status,
+};
 use subtle::ConstantTimeEq;
 
 use crate::keys::PrivateKey;
+use crate::rng::ChipRng;
 use crate::state::Nvm;
 use crate::{image, Storage};
 
@@ -35,7 +37,7 @@ pub(crate) struct Volatile {
 pub(crate) struct Ctx<'a> {
     pub nvm: &'a mut Nvm,
     pub vol: &'a mut Volatile,
-    pub rng: &'a mut ChaCha20Rng,
+    pub rng: &'a mut ChipRng,
     /// A valid host C-MAC came with this command.
     pub host_ok: bool,
     /// The handler changed NVM; the engine persists it.
@@ -50,9 +52,9 @@ pub(crate) type CmdResult = Result<(), Status>;
 pub(crate) fn decode_status(e: WireError) -> Status {
     match e {
         WireError::UnsupportedCommand { .. } => Status::COMMAND_CODE_NOT_SUPPORTED,
-        WireError::UnknownTag { .. } | WireError::UnknownCurve { .. } | WireError::InvalidValue { .. } => {
-            Status::VALUE_OUT_OF_RANGE
-        }
+        WireError::UnknownTag { .. }
+        | WireError::UnknownCurve { .. }
+        | WireError::InvalidValue { .. } => Status::VALUE_OUT_OF_RANGE,
         WireError::TooLong { .. } | WireError::BufferTooSmall => Status::BUFFER_LENGTH_EXCEEDED,
         WireError::Padding => Status::COMMAND_DECRYPTION_ERROR,
         WireError::Crc { .. } => Status::COMMUNICATION_ERROR,
@@ -76,7 +78,7 @@ pub(crate) struct Outcome {
 pub(crate) struct Engine<'a> {
     pub nvm: &'a mut Nvm,
     pub vol: &'a mut Volatile,
-    pub rng: &'a mut ChaCha20Rng,
+    pub rng: &'a mut ChipRng,
     pub storage: &'a mut dyn Storage,
 }
 
@@ -160,7 +162,14 @@ impl Engine<'_> {
 
         let nvm_before = self.nvm.clone();
         let vol_before = self.vol.clone();
-        let result = self.run(request, host_ok, exchange.as_ref(), enc, header, frame.payload);
+        let result = self.run(
+            request,
+            host_ok,
+            exchange.as_ref(),
+            enc,
+            header,
+            frame.payload,
+        );
         match result {
             Ok(resp) => Ok(resp),
             Err(status) => {
@@ -226,7 +235,12 @@ impl Engine<'_> {
         Ok(out)
     }
 
-    fn check_cmac(&mut self, header: Header, payload: &[u8], mac: &[u8; 4]) -> Result<Exchange, Status> {
+    fn check_cmac(
+        &mut self,
+        header: Header,
+        payload: &[u8],
+        mac: &[u8; 4],
+    ) -> Result<Exchange, Status> {
         if !header.host_channel() {
             // A session MAC (Start Session) is not implemented, so there is no such session.
             return Err(Status::SESSION_ERROR);
@@ -238,8 +252,8 @@ impl Engine<'_> {
         if n >= COUNTER_MAX {
             return Err(Status::CMAC_COUNTER_MAX);
         }
-        let expected = secure::command_mac(&host.mac, n, header, payload)
-            .map_err(|_| Status::INVALID_CMAC)?;
+        let expected =
+            secure::command_mac(&host.mac, n, header, payload).map_err(|_| Status::INVALID_CMAC)?;
         if !bool::from(expected.ct_eq(mac)) {
             return Err(Status::INVALID_CMAC);
         }
@@ -260,7 +274,12 @@ impl Engine<'_> {
 
     fn check_life_cycle(&self, code: CommandCode) -> Result<(), Status> {
         let lc = self.nvm.life_cycle();
-        let always = [CommandCode::ECHO, CommandCode::QUERY, CommandCode::RESET, CommandCode::HIBERNATE];
+        let always = [
+            CommandCode::ECHO,
+            CommandCode::QUERY,
+            CommandCode::RESET,
+            CommandCode::HIBERNATE,
+        ];
         if always.contains(&code) {
             return Ok(());
         }

@@ -1,7 +1,6 @@
 //! Private keys held inside the chip. Nothing in this module hands the scalar out: no accessor,
 //! no `Debug` output, no serialization outside the sealed NVM image.
 
-use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use sesame_wire::Curve;
@@ -10,8 +9,10 @@ use zeroize::Zeroizing;
 /// A private key in a slot.
 #[derive(Clone)]
 pub(crate) enum PrivateKey {
-    P256(p256::SecretKey),
-    P384(p384::SecretKey),
+    // Signing keys cache their public point: converting from a bare scalar on every signature
+    // would cost a second scalar multiplication.
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
 }
 
 impl core::fmt::Debug for PrivateKey {
@@ -80,7 +81,7 @@ impl CurveName {
     }
 
     /// Coordinate size in bytes.
-    pub fn len(self) -> usize {
+    pub fn coordinate_len(self) -> usize {
         self.wire().coordinate_len()
     }
 }
@@ -102,16 +103,20 @@ fn sec1_coords(point: &[u8], n: usize) -> (Vec<u8>, Vec<u8>) {
 impl PrivateKey {
     pub(crate) fn generate(curve: CurveName, rng: &mut impl CryptoRngCore) -> Self {
         match curve {
-            CurveName::P256 => Self::P256(p256::SecretKey::random(rng)),
-            CurveName::P384 => Self::P384(p384::SecretKey::random(rng)),
+            CurveName::P256 => Self::P256(p256::ecdsa::SigningKey::random(rng)),
+            CurveName::P384 => Self::P384(p384::ecdsa::SigningKey::random(rng)),
         }
     }
 
     /// Builds a key from a big-endian scalar (NVM load and the test-only import path).
     pub(crate) fn from_scalar(curve: CurveName, scalar: &[u8]) -> Option<Self> {
         match curve {
-            CurveName::P256 => p256::SecretKey::from_slice(scalar).ok().map(Self::P256),
-            CurveName::P384 => p384::SecretKey::from_slice(scalar).ok().map(Self::P384),
+            CurveName::P256 => p256::ecdsa::SigningKey::from_slice(scalar)
+                .ok()
+                .map(Self::P256),
+            CurveName::P384 => p384::ecdsa::SigningKey::from_slice(scalar)
+                .ok()
+                .map(Self::P384),
         }
     }
 
@@ -132,8 +137,8 @@ impl PrivateKey {
     pub(crate) fn public(&self) -> PublicKeyBytes {
         let curve = self.curve();
         let (x, y) = match self {
-            Self::P256(k) => sec1_coords(k.public_key().to_encoded_point(false).as_bytes(), 32),
-            Self::P384(k) => sec1_coords(k.public_key().to_encoded_point(false).as_bytes(), 48),
+            Self::P256(k) => sec1_coords(k.verifying_key().to_encoded_point(false).as_bytes(), 32),
+            Self::P384(k) => sec1_coords(k.verifying_key().to_encoded_point(false).as_bytes(), 48),
         };
         PublicKeyBytes { curve, x, y }
     }
@@ -146,15 +151,13 @@ impl PrivateKey {
     ) -> Result<Vec<u8>, CryptoError> {
         use ecdsa::signature::hazmat::RandomizedPrehashSigner;
         match self {
-            Self::P256(k) => {
-                let sk = p256::ecdsa::SigningKey::from(k);
+            Self::P256(sk) => {
                 let sig: p256::ecdsa::Signature = sk
                     .sign_prehash_with_rng(rng, digest)
                     .map_err(|_| CryptoError::BadDigest)?;
                 Ok(sig.to_bytes().to_vec())
             }
-            Self::P384(k) => {
-                let sk = p384::ecdsa::SigningKey::from(k);
+            Self::P384(sk) => {
                 let sig: p384::ecdsa::Signature = sk
                     .sign_prehash_with_rng(rng, digest)
                     .map_err(|_| CryptoError::BadDigest)?;
@@ -165,7 +168,7 @@ impl PrivateKey {
 
     /// ECDH: the X coordinate of `d * peer`.
     pub(crate) fn ecdh(&self, x: &[u8], y: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let n = self.curve().len();
+        let n = self.curve().coordinate_len();
         if x.len() != n || y.len() != n {
             return Err(CryptoError::InvalidPublicKey);
         }
@@ -174,15 +177,13 @@ impl PrivateKey {
             Self::P256(k) => {
                 let peer = p256::PublicKey::from_sec1_bytes(&point)
                     .map_err(|_| CryptoError::InvalidPublicKey)?;
-                let shared =
-                    p256::ecdh::diffie_hellman(k.to_nonzero_scalar(), peer.as_affine());
+                let shared = p256::ecdh::diffie_hellman(k.as_nonzero_scalar(), peer.as_affine());
                 Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
             }
             Self::P384(k) => {
                 let peer = p384::PublicKey::from_sec1_bytes(&point)
                     .map_err(|_| CryptoError::InvalidPublicKey)?;
-                let shared =
-                    p384::ecdh::diffie_hellman(k.to_nonzero_scalar(), peer.as_affine());
+                let shared = p384::ecdh::diffie_hellman(k.as_nonzero_scalar(), peer.as_affine());
                 Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
             }
         }
@@ -208,7 +209,7 @@ pub(crate) fn verify_prehash(
     digest: &[u8],
 ) -> Result<bool, CryptoError> {
     use ecdsa::signature::hazmat::PrehashVerifier;
-    let n = curve.len();
+    let n = curve.coordinate_len();
     if x.len() != n || y.len() != n {
         return Err(CryptoError::InvalidPublicKey);
     }

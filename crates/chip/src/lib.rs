@@ -23,6 +23,7 @@ mod image;
 mod inspect;
 mod keys;
 mod perso;
+mod rng;
 pub mod server;
 mod state;
 mod storage;

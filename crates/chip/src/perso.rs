@@ -9,8 +9,8 @@ use crate::chip::{Chip, ChipOptions};
 use crate::image::{self, ImageError, NVM_SIZE};
 use crate::keys::{CurveName, PrivateKey, PublicKeyBytes};
 use crate::state::{
-    default_command_policy, mode, CommandPolicy, HostKeys, Nvm, Password, PrivateSlot,
-    ProductData, Zone, UNLIMITED,
+    default_command_policy, mode, CommandPolicy, HostKeys, Nvm, Password, PrivateSlot, ProductData,
+    Zone, UNLIMITED,
 };
 use crate::Storage;
 
@@ -152,7 +152,11 @@ impl Fab {
         if config.zones.len() > image::MAX_ZONES {
             return Err(PersoError::Layout("too many zones"));
         }
-        if config.zones.iter().any(|z| z.read_ac > 7 || z.update_ac > 7) {
+        if config
+            .zones
+            .iter()
+            .any(|z| z.read_ac > 7 || z.update_ac > 7)
+        {
             return Err(PersoError::Layout("access conditions are 3 bits"));
         }
         if !(0x08..=0x77).contains(&config.i2c_address) {
@@ -214,7 +218,11 @@ impl Fab {
 
     /// Generates a key pair inside the chip in slot 0 or 1 and returns only its public key.
     /// Slot 0 gets signature + key establishment and no change right: it cannot be regenerated.
-    pub fn generate_key(&mut self, slot: u8, curve: CurveName) -> Result<PublicKeyBytes, PersoError> {
+    pub fn generate_key(
+        &mut self,
+        slot: u8,
+        curve: CurveName,
+    ) -> Result<PublicKeyBytes, PersoError> {
         if slot > 1 {
             return Err(PersoError::OutOfRange);
         }

@@ -126,7 +126,11 @@ pub(crate) struct Password {
 
 impl core::fmt::Debug for Password {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Password(<secret>, {}/{} tries)", self.tries_left, self.max_tries)
+        write!(
+            f,
+            "Password(<secret>, {}/{} tries)",
+            self.tries_left, self.max_tries
+        )
     }
 }
 

@@ -42,7 +42,10 @@ pub struct NewChip {
 /// (exported beside the image, 0600), life cycle operational.
 pub fn new_chip(out: &Path, curve: CurveName, address: u8) -> Result<NewChip> {
     if out.exists() {
-        bail!("{} already exists; refusing to overwrite a chip", out.display());
+        bail!(
+            "{} already exists; refusing to overwrite a chip",
+            out.display()
+        );
     }
     let keys_path = host_keys_path(out);
     if keys_path.exists() {
@@ -54,7 +57,11 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8) -> Result<NewChip> {
     let serial_hex = hex::encode_upper(serial);
     let mut config = ChipConfig::new(serial);
     config.i2c_address = address;
-    let mut fab = Fab::new(config, Box::new(FileStorage::new(out)), ChipOptions::default())?;
+    let mut fab = Fab::new(
+        config,
+        Box::new(FileStorage::new(out)),
+        ChipOptions::default(),
+    )?;
     let public = fab.generate_key(0, curve)?;
     let (mut fab, der) = selfcert::self_signed(fab, &public, &serial_hex)?;
     fab.write_zone(0, 0, &der)?;
@@ -66,7 +73,10 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8) -> Result<NewChip> {
         mac: hex::encode(mac),
         cipher: hex::encode(cipher),
     };
-    write_private(&keys_path, serde_json::to_string_pretty(&host_keys)?.as_bytes())?;
+    write_private(
+        &keys_path,
+        serde_json::to_string_pretty(&host_keys)?.as_bytes(),
+    )?;
     fab.finish()?;
     Ok(NewChip { serial: serial_hex })
 }
@@ -109,7 +119,10 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
     println!("  I2C address  0x{:02X}", info.i2c_address);
     println!("  zones");
     for z in &info.zones {
-        let counter = z.counter.map(|c| format!(", counter {c}")).unwrap_or_default();
+        let counter = z
+            .counter
+            .map(|c| format!(", counter {c}"))
+            .unwrap_or_default();
         println!(
             "    {:>2} {:<7} {:>5} bytes  read AC {}{}  update AC {}{}{}",
             z.index,
@@ -138,13 +151,23 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
     }
     println!(
         "  host keys    {} (C-MAC counter {})",
-        if info.host_keys { "provisioned" } else { "none" },
+        if info.host_keys {
+            "provisioned"
+        } else {
+            "none"
+        },
         info.host_counter
     );
     if let Some(c) = cert {
-        println!("  certificate  {} bytes, subject {}", c["bytes"], c["subject"]);
+        println!(
+            "  certificate  {} bytes, subject {}",
+            c["bytes"], c["subject"]
+        );
         println!("               issuer {}", c["issuer"]);
-        println!("               valid {} .. {}", c["not_before"], c["not_after"]);
+        println!(
+            "               valid {} .. {}",
+            c["not_before"], c["not_after"]
+        );
     }
     Ok(())
 }
@@ -162,7 +185,10 @@ pub fn serve(images: &[PathBuf], listen: &str, timing: bool) -> Result<()> {
         let chip = open(path, options)?;
         let (addr, serial) = (chip.address(), chip.inspect().serial);
         if bus.attach(chip).is_err() {
-            bail!("{}: another chip already uses address 0x{addr:02X}", path.display());
+            bail!(
+                "{}: another chip already uses address 0x{addr:02X}",
+                path.display()
+            );
         }
         eprintln!("chip {serial} at 0x{addr:02X} ({})", path.display());
     }

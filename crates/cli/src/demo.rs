@@ -75,7 +75,9 @@ fn sign(link: &Link, digest: &[u8]) -> Result<p256::ecdsa::Signature> {
     let mut r = Reader::new(&data);
     let sig = Signature::read(&mut r)?;
     r.finish()?;
-    Ok(p256::ecdsa::Signature::from_slice(&[sig.r, sig.s].concat())?)
+    Ok(p256::ecdsa::Signature::from_slice(
+        &[sig.r, sig.s].concat(),
+    )?)
 }
 
 fn authenticate(link: &Link) -> Result<(String, p256::ecdsa::VerifyingKey)> {
@@ -100,8 +102,15 @@ pub fn run() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!("sesame demo (chip level) in {}", dir.path().display());
     let bus = Bus::new();
-    let mut report = Report { ok: 0, failed: vec![] };
-    let devices = [("security camera", 0x20u8), ("water pump", 0x21), ("heart monitor", 0x22)];
+    let mut report = Report {
+        ok: 0,
+        failed: vec![],
+    };
+    let devices = [
+        ("security camera", 0x20u8),
+        ("water pump", 0x21),
+        ("heart monitor", 0x22),
+    ];
     println!("\n1. factory bench: personalize one chip per device");
     let mut paths = Vec::new();
     for (name, addr) in devices {
@@ -110,7 +119,10 @@ pub fn run() -> Result<()> {
             let chip = open(&path, ChipOptions::default())?;
             bus.attach(chip)
                 .map_err(|_| anyhow!("address 0x{addr:02X} taken"))?;
-            Ok(format!("chip {} at I2C 0x{addr:02X}, key generated inside", c.serial))
+            Ok(format!(
+                "chip {} at I2C 0x{addr:02X}, key generated inside",
+                c.serial
+            ))
         });
         report.step(name, r);
         paths.push(path);

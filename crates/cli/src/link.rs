@@ -165,8 +165,7 @@ impl Link {
                 data: Vec::new(),
             });
         }
-        let expected =
-            secure::response_mac(&s.mac, n_before, header, &payload, r.r, r.data)?;
+        let expected = secure::response_mac(&s.mac, n_before, header, &payload, r.r, r.data)?;
         let rmac = r.rmac.ok_or_else(|| anyhow!("missing R-MAC"))?;
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &rmac[..])) {
             bail!("R-MAC mismatch: the response was not produced by the chip");

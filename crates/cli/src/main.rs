@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sesame_chip::CurveName;
 
 #[derive(Parser, Debug)]
-#[command(name = "sesame", version, about = "Authenticate connected devices with a secure element")]
+#[command(
+    name = "sesame",
+    version,
+    about = "Authenticate connected devices with a secure element"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

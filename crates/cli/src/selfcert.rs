@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Result};
 use rcgen::{
-    date_time_ymd, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    KeyPair, KeyUsagePurpose, RemoteKeyPair, SignatureAlgorithm,
+    date_time_ymd, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
+    KeyUsagePurpose, RemoteKeyPair, SignatureAlgorithm,
 };
 use sesame_chip::{CurveName, Fab, PublicKeyBytes};
 use sesame_wire::{Reader, Request, ResponseFrame, Signature, Status};
@@ -93,7 +93,10 @@ pub fn self_signed(fab: Fab, public: &PublicKeyBytes, serial_hex: &str) -> Resul
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "sesame");
-    dn.push(DnType::OrganizationalUnitName, "self-signed device (no factory CA)");
+    dn.push(
+        DnType::OrganizationalUnitName,
+        "self-signed device (no factory CA)",
+    );
     dn.push(DnType::CommonName, serial_hex);
     params.distinguished_name = dn;
     params.key_usages = vec![
@@ -110,7 +113,9 @@ pub fn self_signed(fab: Fab, public: &PublicKeyBytes, serial_hex: &str) -> Resul
     drop(key);
     let der = cert.der().to_vec();
     if der.len() < 256 || der[..2] != [0x30, 0x82] {
-        return Err(anyhow!("certificate must use the 30 82 length form (protocol.md §4)"));
+        return Err(anyhow!(
+            "certificate must use the 30 82 length form (protocol.md §4)"
+        ));
     }
     let fab = Arc::try_unwrap(fab)
         .map_err(|_| anyhow!("signer still in use"))?

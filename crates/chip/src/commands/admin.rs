@@ -118,7 +118,11 @@ pub(crate) fn query(ctx: &mut Ctx<'_>, tag: QueryTag) -> CmdResult {
             KeySlotRecord {
                 slot: 0xFF,
                 present: e.is_some(),
-                mode: if e.is_some() { crate::state::mode::KEY_ESTABLISHMENT } else { 0 },
+                mode: if e.is_some() {
+                    crate::state::mode::KEY_ESTABLISHMENT
+                } else {
+                    0
+                },
                 curve: e.map(|k| k.curve().wire()),
             }
             .write(w);

@@ -56,7 +56,11 @@ pub(crate) fn generate_key(ctx: &mut Ctx<'_>, g: KeyGeneration) -> CmdResult {
             curve,
         } => {
             let curve = CurveName::from_wire(curve).ok_or(Status::VALUE_OUT_OF_RANGE)?;
-            let mode = if requested == 0 { default_mode(slot) } else { requested };
+            let mode = if requested == 0 {
+                default_mode(slot)
+            } else {
+                requested
+            };
             let key = match slot {
                 SLOT_EPHEMERAL => {
                     let key = PrivateKey::generate(curve, ctx.rng);
@@ -174,7 +178,7 @@ pub(crate) fn verify(
 ) -> CmdResult {
     let curve = CurveName::from_wire(curve).ok_or(Status::VALUE_OUT_OF_RANGE)?;
     check_digest(digest)?;
-    let n = curve.len();
+    let n = curve.coordinate_len();
     if sig.r.len() != n || sig.s.len() != n {
         return Err(Status::INCONSISTENT_COMMAND_DATA);
     }
@@ -186,7 +190,8 @@ pub(crate) fn verify(
 pub(crate) fn establish(ctx: &mut Ctx<'_>, slot: u8, peer: PublicKey<'_>) -> CmdResult {
     let key = use_key(ctx, slot, mode::KEY_ESTABLISHMENT)?;
     let shared = key.ecdh(peer.x, peer.y).map_err(crypto_status)?;
-    ctx.out.extend_from_slice(&(shared.len() as u16).to_be_bytes());
+    ctx.out
+        .extend_from_slice(&(shared.len() as u16).to_be_bytes());
     ctx.out.extend_from_slice(&shared);
     Ok(())
 }
@@ -203,7 +208,7 @@ fn envelope_key<'a>(ctx: &'a Ctx<'_>, slot: u8) -> Result<&'a [u8], Status> {
 
 pub(crate) fn wrap(ctx: &mut Ctx<'_>, slot: u8, data: &[u8]) -> CmdResult {
     let key = envelope_key(ctx, slot)?;
-    if data.len() % 8 != 0 || !(16..=MAX_WRAP).contains(&data.len()) {
+    if !data.len().is_multiple_of(8) || !(16..=MAX_WRAP).contains(&data.len()) {
         return Err(Status::VALUE_OUT_OF_RANGE);
     }
     let mut out = vec![0u8; data.len() + 8];
@@ -218,7 +223,7 @@ pub(crate) fn wrap(ctx: &mut Ctx<'_>, slot: u8, data: &[u8]) -> CmdResult {
 
 pub(crate) fn unwrap(ctx: &mut Ctx<'_>, slot: u8, envelope: &[u8]) -> CmdResult {
     let key = envelope_key(ctx, slot)?;
-    if envelope.len() % 8 != 0 || !(24..=MAX_WRAP + 8).contains(&envelope.len()) {
+    if !envelope.len().is_multiple_of(8) || !(24..=MAX_WRAP + 8).contains(&envelope.len()) {
         return Err(Status::VALUE_OUT_OF_RANGE);
     }
     let mut out = vec![0u8; envelope.len() - 8];

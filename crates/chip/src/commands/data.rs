@@ -64,7 +64,13 @@ fn range(offset: u16, len: usize, size: usize) -> Result<core::ops::Range<usize>
     Ok(start..end)
 }
 
-pub(crate) fn read(ctx: &mut Ctx<'_>, option: ZoneOption, zone: u8, offset: u16, len: u16) -> CmdResult {
+pub(crate) fn read(
+    ctx: &mut Ctx<'_>,
+    option: ZoneOption,
+    zone: u8,
+    offset: u16,
+    len: u16,
+) -> CmdResult {
     if option.has_reserved_bits(CommandCode::READ) {
         return Err(Status::VALUE_OUT_OF_RANGE);
     }
@@ -89,7 +95,13 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, option: ZoneOption, zone: u8, offset: u16,
     Ok(())
 }
 
-pub(crate) fn update(ctx: &mut Ctx<'_>, option: ZoneOption, zone: u8, offset: u16, data: &[u8]) -> CmdResult {
+pub(crate) fn update(
+    ctx: &mut Ctx<'_>,
+    option: ZoneOption,
+    zone: u8,
+    offset: u16,
+    data: &[u8],
+) -> CmdResult {
     if option.has_reserved_bits(CommandCode::UPDATE) {
         return Err(Status::VALUE_OUT_OF_RANGE);
     }
