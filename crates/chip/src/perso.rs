@@ -299,6 +299,17 @@ impl Fab {
         self.save()
     }
 
+    /// **Tests only** (feature `test-keys`): sets the host C-MAC counter, to reach its end
+    /// without 16 million commands.
+    #[cfg(feature = "test-keys")]
+    pub fn set_host_counter_for_tests(&mut self, counter: u32) -> Result<(), PersoError> {
+        match self.chip.nvm_mut().host.as_mut() {
+            Some(h) => h.counter = counter & sesame_wire::secure::COUNTER_MAX,
+            None => return Err(PersoError::OutOfRange),
+        }
+        self.save()
+    }
+
     /// Sets the password and its number of tries.
     pub fn set_password(&mut self, value: [u8; 16], tries: u8) -> Result<(), PersoError> {
         if tries == 0 {
