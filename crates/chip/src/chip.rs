@@ -79,7 +79,10 @@ impl Chip {
     pub fn open(mut storage: Box<dyn Storage>, options: ChipOptions) -> Result<Self, ImageError> {
         let bytes = storage
             .load()
-            .map_err(|e| ImageError::Storage(e.to_string()))?
+            .map_err(|e| match e.kind {
+                crate::StorageErrorKind::Corrupted => ImageError::Corrupted(e.message),
+                crate::StorageErrorKind::Io => ImageError::Storage(e.message),
+            })?
             .ok_or(ImageError::Missing)?;
         let nvm = image::decode(&bytes)?;
         Ok(Self::from_nvm(nvm, storage, options))

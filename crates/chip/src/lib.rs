@@ -19,11 +19,13 @@ mod bus;
 mod chip;
 mod commands;
 mod engine;
+pub mod fs;
 mod image;
 mod inspect;
 mod keys;
 mod perso;
 mod rng;
+mod seal;
 pub mod server;
 mod state;
 mod storage;
@@ -36,7 +38,9 @@ pub use inspect::{Inspection, KeyView, ZoneView};
 pub use keys::{CurveName, PublicKeyBytes};
 pub use perso::{ChipConfig, Fab, PersoError, ZoneSpec};
 pub use state::{default_command_policy, zone_ac, CommandPolicy, ProductData, UNLIMITED};
-pub use storage::{FileStorage, MemStorage, Storage, StorageError};
+pub use fs::{Fs, SimFs, StdFs};
+pub use seal::{seal, unseal, KeyError, SealKey, Sealed, KEY_ENV, SEALED_MAGIC};
+pub use storage::{FileStorage, MemStorage, Storage, StorageError, StorageErrorKind};
 pub use timing::processing_time;
 
 /// The default 7-bit I2C address of an STSAFE-A110.

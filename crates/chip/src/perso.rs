@@ -199,7 +199,7 @@ impl Fab {
             policy: config.policy,
         };
         let mut chip = Chip::from_nvm(nvm, storage, options);
-        chip.persist().map_err(|e| PersoError::Storage(e.0))?;
+        chip.persist().map_err(|e| PersoError::Storage(e.message))?;
         Ok(Self { chip })
     }
 
@@ -213,7 +213,7 @@ impl Fab {
     }
 
     fn save(&mut self) -> Result<(), PersoError> {
-        self.chip.persist().map_err(|e| PersoError::Storage(e.0))
+        self.chip.persist().map_err(|e| PersoError::Storage(e.message))
     }
 
     /// Generates a key pair inside the chip in slot 0 or 1 and returns only its public key.

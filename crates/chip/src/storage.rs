@@ -5,17 +5,49 @@
 //! or the new one, never a mix. The chip calls `store` before it answers a command that changed
 //! NVM, so a host never sees a success that a power cut can undo.
 
-use std::io::Write;
+use crate::fs::{Fs, StdFs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// A storage failure, with a message for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageError(pub String);
+pub struct StorageError {
+    /// What kind of failure.
+    pub kind: StorageErrorKind,
+    /// Details.
+    pub message: String,
+}
+
+/// Kinds of storage failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// The medium failed (I/O error, full disk, power cut).
+    Io,
+    /// The stored bytes are damaged, truncated or sealed under another key.
+    Corrupted,
+}
+
+impl StorageError {
+    /// An I/O failure.
+    pub fn io(message: impl Into<String>) -> Self {
+        Self {
+            kind: StorageErrorKind::Io,
+            message: message.into(),
+        }
+    }
+
+    /// Damaged or foreign content.
+    pub fn corrupted(message: impl Into<String>) -> Self {
+        Self {
+            kind: StorageErrorKind::Corrupted,
+            message: message.into(),
+        }
+    }
+}
 
 impl core::fmt::Display for StorageError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "storage: {}", self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -84,7 +116,7 @@ impl Storage for MemStorage {
     fn store(&mut self, image: &[u8]) -> Result<(), StorageError> {
         let mut g = self.lock();
         if g.fail {
-            return Err(StorageError("write failed (injected)".into()));
+            return Err(StorageError::io("write failed (injected)"));
         }
         g.image = Some(image.to_vec());
         g.stores += 1;
@@ -93,17 +125,27 @@ impl Storage for MemStorage {
     }
 }
 
-/// An image in a file, replaced by write-to-temporary, fsync, rename, fsync of the directory.
+/// An image in a file, replaced by write-to-temporary, fsync, rename, fsync of the directory
+/// (see [`crate::fs`]); generic over the file system so the power-cut harness can drive it.
 #[derive(Debug, Clone)]
-pub struct FileStorage {
+pub struct FileStorage<F: Fs = StdFs> {
     path: PathBuf,
+    fs: F,
 }
 
-impl FileStorage {
-    /// Storage at `path` (the file may not exist yet).
+impl FileStorage<StdFs> {
+    /// Storage at `path` on the real file system (the file may not exist yet).
     pub fn new(path: impl AsRef<Path>) -> Self {
+        Self::with_fs(path, StdFs)
+    }
+}
+
+impl<F: Fs> FileStorage<F> {
+    /// Storage at `path` on `fs`.
+    pub fn with_fs(path: impl AsRef<Path>, fs: F) -> Self {
         Self {
             path: path.as_ref().to_path_buf(),
+            fs,
         }
     }
 
@@ -111,39 +153,36 @@ impl FileStorage {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    fn tmp(&self) -> PathBuf {
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        PathBuf::from(tmp)
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
 }
 
 fn io(path: &Path, e: std::io::Error) -> StorageError {
-    StorageError(format!("{}: {e}", path.display()))
+    StorageError::io(format!("{}: {e}", path.display()))
 }
 
-impl Storage for FileStorage {
+impl<F: Fs> Storage for FileStorage<F> {
     fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
-        match std::fs::read(&self.path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&self.path, e)),
-        }
+        let path = self.path.clone();
+        self.fs.read(&path).map_err(|e| io(&path, e))
     }
 
     fn store(&mut self, image: &[u8]) -> Result<(), StorageError> {
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(image)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            std::fs::File::open(&dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(&self.path, e)
-        })
+        let (tmp, dir, path) = (self.tmp(), self.dir(), self.path.clone());
+        self.fs.write(&tmp, image).map_err(|e| io(&tmp, e))?;
+        self.fs.sync(&tmp).map_err(|e| io(&tmp, e))?;
+        self.fs.rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        self.fs.sync_dir(&dir).map_err(|e| io(&dir, e))
     }
 }
