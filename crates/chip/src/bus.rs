@@ -11,6 +11,7 @@ use embedded_hal::i2c::{
 };
 
 use crate::chip::{Chip, Nack};
+use crate::faults::{FaultState, FaultStats, Faults, WriteFault};
 
 /// Where the bus gets `now` from.
 pub trait Clock: Send + Sync {
@@ -89,6 +90,7 @@ fn lock(chip: &SharedChip) -> MutexGuard<'_, Chip> {
 struct Inner {
     chips: Mutex<Vec<SharedChip>>,
     clock: Arc<dyn Clock>,
+    faults: Mutex<Option<FaultState>>,
 }
 
 /// An I2C bus with chips on it. Cloning gives another handle to the same bus.
@@ -121,8 +123,23 @@ impl Bus {
             inner: Arc::new(Inner {
                 chips: Mutex::new(Vec::new()),
                 clock,
+                faults: Mutex::new(None),
             }),
         }
+    }
+
+    /// Turns on fault injection (see [`Faults`]); `None` turns it off.
+    pub fn set_faults(&self, faults: Option<Faults>) {
+        *self.faults() = faults.map(FaultState::new);
+    }
+
+    /// Faults injected so far.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.faults().as_ref().map(|f| f.stats).unwrap_or_default()
+    }
+
+    fn faults(&self) -> MutexGuard<'_, Option<FaultState>> {
+        self.inner.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn chips(&self) -> MutexGuard<'_, Vec<SharedChip>> {
@@ -154,16 +171,44 @@ impl Bus {
     pub fn write(&self, address: u8, bytes: &[u8]) -> Result<(), BusError> {
         let chip = self.chip(address).ok_or(BusError::NoDevice)?;
         let now = self.inner.clock.now();
-        let r = lock(&chip).write(bytes, now);
-        r.map_err(BusError::Nack)
+        let fault = self
+            .faults()
+            .as_mut()
+            .map_or(WriteFault::None, FaultState::on_write);
+        let mut chip = lock(&chip);
+        match fault {
+            WriteFault::Nack => Err(BusError::Nack(Nack::Busy)),
+            WriteFault::CutBefore => {
+                chip.power_cycle();
+                Err(BusError::Nack(Nack::Asleep))
+            }
+            WriteFault::CutAfter => {
+                let r = chip.write(bytes, now);
+                chip.power_cycle();
+                r.map_err(BusError::Nack)
+            }
+            WriteFault::Drop => {
+                let r = chip.write(bytes, now);
+                chip.drop_response();
+                r.map_err(BusError::Nack)
+            }
+            WriteFault::None => chip.write(bytes, now).map_err(BusError::Nack),
+        }
     }
 
     /// One read transaction.
     pub fn read(&self, address: u8, buf: &mut [u8]) -> Result<(), BusError> {
         let chip = self.chip(address).ok_or(BusError::NoDevice)?;
         let now = self.inner.clock.now();
-        let r = lock(&chip).read(buf, now);
-        r.map_err(BusError::Nack)
+        let mut faults = self.faults();
+        if faults.as_mut().is_some_and(FaultState::on_read) {
+            return Err(BusError::Nack(Nack::Busy));
+        }
+        lock(&chip).read(buf, now).map_err(BusError::Nack)?;
+        if let Some(f) = faults.as_mut() {
+            f.corrupt(buf);
+        }
+        Ok(())
     }
 
     /// Power-cycles the chip at `address`.

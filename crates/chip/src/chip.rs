@@ -214,6 +214,11 @@ impl Chip {
         Ok(())
     }
 
+    /// Loses the pending response (fault injection: the answer never reaches the host).
+    pub fn drop_response(&mut self) {
+        self.pending.clear();
+    }
+
     fn wake(&mut self) {
         self.sleep = Sleep::Awake;
         self.vol = Volatile::default();

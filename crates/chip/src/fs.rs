@@ -42,7 +42,10 @@ impl Fs for StdFs {
     }
 
     fn sync(&mut self, path: &Path) -> std::io::Result<()> {
-        std::fs::OpenOptions::new().write(true).open(path)?.sync_all()
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .sync_all()
     }
 
     fn rename(&mut self, from: &Path, to: &Path) -> std::io::Result<()> {
@@ -87,14 +90,25 @@ pub struct SimFs {
     inner: Arc<Mutex<SimState>>,
 }
 
-fn view(durable: &HashMap<PathBuf, Vec<u8>>, ops: &[Op], torn: bool, renames: bool) -> HashMap<PathBuf, Vec<u8>> {
+fn view(
+    durable: &HashMap<PathBuf, Vec<u8>>,
+    ops: &[Op],
+    torn: bool,
+    renames: bool,
+) -> HashMap<PathBuf, Vec<u8>> {
     let mut files = durable.clone();
     let mut synced: Vec<PathBuf> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         match op {
             Op::Write(p, d) => {
-                let later_sync = ops[i + 1..].iter().any(|o| matches!(o, Op::Sync(q) if q == p));
-                let data = if torn && !later_sync { d[..d.len() / 2].to_vec() } else { d.clone() };
+                let later_sync = ops[i + 1..]
+                    .iter()
+                    .any(|o| matches!(o, Op::Sync(q) if q == p));
+                let data = if torn && !later_sync {
+                    d[..d.len() / 2].to_vec()
+                } else {
+                    d.clone()
+                };
                 files.insert(p.clone(), data);
             }
             Op::Sync(p) => synced.push(p.clone()),

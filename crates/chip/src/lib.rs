@@ -19,6 +19,7 @@ mod bus;
 mod chip;
 mod commands;
 mod engine;
+mod faults;
 pub mod fs;
 mod image;
 mod inspect;
@@ -33,13 +34,14 @@ mod timing;
 
 pub use bus::{Bus, BusDevice, BusError, Clock, SharedChip, SimClock, SystemClock};
 pub use chip::{Chip, ChipOptions, Nack};
+pub use faults::{FaultStats, Faults};
+pub use fs::{Fs, SimFs, StdFs};
 pub use image::{ImageError, NVM_SIZE};
 pub use inspect::{Inspection, KeyView, ZoneView};
 pub use keys::{CurveName, PublicKeyBytes};
 pub use perso::{ChipConfig, Fab, PersoError, ZoneSpec};
-pub use state::{default_command_policy, zone_ac, CommandPolicy, ProductData, UNLIMITED};
-pub use fs::{Fs, SimFs, StdFs};
 pub use seal::{seal, unseal, KeyError, SealKey, Sealed, KEY_ENV, SEALED_MAGIC};
+pub use state::{default_command_policy, zone_ac, CommandPolicy, ProductData, UNLIMITED};
 pub use storage::{FileStorage, MemStorage, Storage, StorageError, StorageErrorKind};
 pub use timing::processing_time;
 

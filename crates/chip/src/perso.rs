@@ -213,7 +213,9 @@ impl Fab {
     }
 
     fn save(&mut self) -> Result<(), PersoError> {
-        self.chip.persist().map_err(|e| PersoError::Storage(e.message))
+        self.chip
+            .persist()
+            .map_err(|e| PersoError::Storage(e.message))
     }
 
     /// Generates a key pair inside the chip in slot 0 or 1 and returns only its public key.

@@ -121,7 +121,9 @@ pub fn seal(key: &SealKey, plain: &[u8]) -> Vec<u8> {
 /// Opens a sealed image: truncated, altered or foreign bytes are all [`StorageError::corrupted`].
 pub fn unseal(key: &SealKey, sealed: &[u8]) -> Result<Vec<u8>, StorageError> {
     if sealed.len() < 8 + NONCE + 16 {
-        return Err(StorageError::corrupted("image truncated (shorter than its seal)"));
+        return Err(StorageError::corrupted(
+            "image truncated (shorter than its seal)",
+        ));
     }
     if &sealed[..8] != SEALED_MAGIC {
         return Err(StorageError::corrupted("not a sealed sesame chip image"));

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rand_core::{OsRng, RngCore};
 use sesame_chip::server::Listener;
-use sesame_chip::{Bus, Chip, ChipConfig, ChipOptions, CurveName, Fab, FileStorage, Inspection};
+use sesame_chip::{
+    Bus, Chip, ChipConfig, ChipOptions, CurveName, Fab, Faults, FileStorage, Inspection, SealKey,
+    Sealed,
+};
 
 use crate::link::HostKeys;
 use crate::selfcert;
@@ -32,6 +35,26 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The image sealing key: `--key-file`, else `SESAME_CHIP_KEY`.
+pub fn chip_key(key_file: Option<&Path>) -> Result<SealKey> {
+    match key_file {
+        Some(p) => Ok(SealKey::from_file(p)?),
+        None => SealKey::from_env().map_err(|e| {
+            anyhow::anyhow!("no chip key: {e}; pass --key-file FILE (make one with `sesame chip key --out FILE`)")
+        }),
+    }
+}
+
+/// Writes a fresh sealing key file (64 hex digits, mode 0600).
+pub fn new_key(out: &Path) -> Result<()> {
+    let key = SealKey::generate();
+    write_private(out, key.to_hex().as_bytes())
+}
+
+fn storage(path: &Path, key: &SealKey) -> Box<Sealed<FileStorage>> {
+    Box::new(Sealed::new(FileStorage::new(path), key.clone()))
+}
+
 /// What `chip new` made.
 pub struct NewChip {
     pub serial: String,
@@ -40,7 +63,7 @@ pub struct NewChip {
 /// Builds a ready chip image at `out`: slot-0 key generated inside, a self-signed certificate
 /// (signed by the chip) in zone 0, a one-way counter zone and plain zones, random host keys
 /// (exported beside the image, 0600), life cycle operational.
-pub fn new_chip(out: &Path, curve: CurveName, address: u8) -> Result<NewChip> {
+pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Result<NewChip> {
     if out.exists() {
         bail!(
             "{} already exists; refusing to overwrite a chip",
@@ -57,11 +80,7 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8) -> Result<NewChip> {
     let serial_hex = hex::encode_upper(serial);
     let mut config = ChipConfig::new(serial);
     config.i2c_address = address;
-    let mut fab = Fab::new(
-        config,
-        Box::new(FileStorage::new(out)),
-        ChipOptions::default(),
-    )?;
+    let mut fab = Fab::new(config, storage(out, key), ChipOptions::default())?;
     let public = fab.generate_key(0, curve)?;
     let (mut fab, der) = selfcert::self_signed(fab, &public, &serial_hex)?;
     fab.write_zone(0, 0, &der)?;
@@ -81,8 +100,8 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8) -> Result<NewChip> {
     Ok(NewChip { serial: serial_hex })
 }
 
-pub fn open(path: &Path, options: ChipOptions) -> Result<Chip> {
-    Chip::open(Box::new(FileStorage::new(path)), options)
+pub fn open(path: &Path, options: ChipOptions, key: &SealKey) -> Result<Chip> {
+    Chip::open(storage(path, key), options)
         .with_context(|| format!("cannot open chip image {}", path.display()))
 }
 
@@ -104,8 +123,8 @@ pub fn certificate_summary(chip: &Chip) -> Option<serde_json::Value> {
     }))
 }
 
-pub fn inspect(path: &Path, json: bool) -> Result<()> {
-    let chip = open(path, ChipOptions::default())?;
+pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
+    let chip = open(path, ChipOptions::default(), key)?;
     let info = chip.inspect();
     let cert = certificate_summary(&chip);
     if json {
@@ -172,7 +191,13 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn serve(images: &[PathBuf], listen: &str, timing: bool) -> Result<()> {
+pub fn serve(
+    images: &[PathBuf],
+    listen: &str,
+    timing: bool,
+    faults: Option<Faults>,
+    key: &SealKey,
+) -> Result<()> {
     if images.is_empty() {
         bail!("give at least one --image");
     }
@@ -182,7 +207,7 @@ pub fn serve(images: &[PathBuf], listen: &str, timing: bool) -> Result<()> {
         ..Default::default()
     };
     for path in images {
-        let chip = open(path, options)?;
+        let chip = open(path, options, key)?;
         let (addr, serial) = (chip.address(), chip.inspect().serial);
         if bus.attach(chip).is_err() {
             bail!(
@@ -192,6 +217,10 @@ pub fn serve(images: &[PathBuf], listen: &str, timing: bool) -> Result<()> {
         }
         eprintln!("chip {serial} at 0x{addr:02X} ({})", path.display());
     }
+    if let Some(f) = faults {
+        eprintln!("fault injection on: {f:?}");
+    }
+    bus.set_faults(faults);
     let listener = Listener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     eprintln!("virtual I2C bus on {}", listener.local_addr()?);
     listener.serve(&bus)?;

@@ -101,6 +101,8 @@ fn authenticate(link: &Link) -> Result<(String, p256::ecdsa::VerifyingKey)> {
 pub fn run() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!("sesame demo (chip level) in {}", dir.path().display());
+    // The chips' images are sealed under a key that lives only as long as the demo.
+    let seal = sesame_chip::SealKey::generate();
     let bus = Bus::new();
     let mut report = Report {
         ok: 0,
@@ -115,8 +117,8 @@ pub fn run() -> Result<()> {
     let mut paths = Vec::new();
     for (name, addr) in devices {
         let path = dir.path().join(format!("{}.chip", name.replace(' ', "-")));
-        let r = new_chip(&path, CurveName::P256, addr).and_then(|c| {
-            let chip = open(&path, ChipOptions::default())?;
+        let r = new_chip(&path, CurveName::P256, addr, &seal).and_then(|c| {
+            let chip = open(&path, ChipOptions::default(), &seal)?;
             bus.attach(chip)
                 .map_err(|_| anyhow!("address 0x{addr:02X} taken"))?;
             Ok(format!(
@@ -202,7 +204,10 @@ pub fn run() -> Result<()> {
             // A counterfeit: the camera's genuine certificate copied onto another chip.
             let cert = read_certificate(&Link::new(bus.clone(), 0x20))?;
             let path = dir.path().join("clone.chip");
-            let storage = Box::new(sesame_chip::FileStorage::new(&path));
+            let storage = Box::new(sesame_chip::Sealed::new(
+                sesame_chip::FileStorage::new(&path),
+                seal.clone(),
+            ));
             let mut config = sesame_chip::ChipConfig::new([0x02, 0xC1, 0, 0, 0, 0, 0, 0, 1]);
             config.i2c_address = 0x23;
             let mut fab = sesame_chip::Fab::new(config, storage, ChipOptions::default())?;

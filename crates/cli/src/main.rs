@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sesame_chip::CurveName;
+use sesame_chip::{CurveName, Faults};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,8 +52,22 @@ fn parse_address(s: &str) -> Result<u8, String> {
     }
 }
 
+/// Where the image sealing key comes from.
+#[derive(clap::Args, Debug)]
+struct KeyArgs {
+    /// File with the 256-bit image sealing key (64 hex digits); default: $SESAME_CHIP_KEY.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum ChipCommand {
+    /// Make a new image sealing key file (mode 0600).
+    Key {
+        /// Key file to create (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Make a ready chip image: key generated inside, self-signed certificate in zone 0.
     New {
         /// Image file to create (refuses to overwrite).
@@ -65,6 +79,8 @@ enum ChipCommand {
         /// 7-bit I2C address.
         #[arg(long, default_value = "0x20", value_parser = parse_address)]
         address: u8,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Show zones, counters, life cycle and public keys (never private ones).
     Inspect {
@@ -73,6 +89,8 @@ enum ChipCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Serve chips on a virtual I2C bus (protocol.md §10).
     Serve {
@@ -85,22 +103,34 @@ enum ChipCommand {
         /// NACK reads until the A110's processing time has passed.
         #[arg(long)]
         timing: bool,
+        /// Inject bus faults, e.g. `seed=7,nack=0.05,burst=3,corrupt=0.01,drop=0.01,cut=0.001`.
+        #[arg(long, value_parser = Faults::parse)]
+        faults: Option<Faults>,
+        #[command(flatten)]
+        key: KeyArgs,
     },
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo => demo::run(),
+        Command::Chip(ChipCommand::Key { out }) => {
+            chip_cmd::new_key(&out)?;
+            println!("chip key written to {} (keep it secret)", out.display());
+            Ok(())
+        }
         Command::Chip(ChipCommand::New {
             out,
             curve,
             address,
+            key,
         }) => {
+            let key = chip_cmd::chip_key(key.key_file.as_deref())?;
             let curve = match curve {
                 CurveArg::P256 => CurveName::P256,
                 CurveArg::P384 => CurveName::P384,
             };
-            let c = chip_cmd::new_chip(&out, curve, address)?;
+            let c = chip_cmd::new_chip(&out, curve, address, &key)?;
             println!("chip {} written to {}", c.serial, out.display());
             println!(
                 "host keys written to {}",
@@ -108,12 +138,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Chip(ChipCommand::Inspect { image, json }) => chip_cmd::inspect(&image, json),
+        Command::Chip(ChipCommand::Inspect { image, json, key }) => {
+            chip_cmd::inspect(&image, json, &chip_cmd::chip_key(key.key_file.as_deref())?)
+        }
         Command::Chip(ChipCommand::Serve {
             images,
             listen,
             timing,
-        }) => chip_cmd::serve(&images, &listen, timing),
+            faults,
+            key,
+        }) => {
+            let key = chip_cmd::chip_key(key.key_file.as_deref())?;
+            chip_cmd::serve(&images, &listen, timing, faults, &key)
+        }
     }
 }
 
