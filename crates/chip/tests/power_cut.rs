@@ -62,7 +62,10 @@ fn plain_op(req: Request<'static>) -> impl Fn(&mut Chip) {
     }
 }
 
-fn ops() -> Vec<(&'static str, Box<dyn Fn(&mut Chip)>)> {
+/// A named state-changing operation.
+type Op = (&'static str, Box<dyn Fn(&mut Chip)>);
+
+fn ops() -> Vec<Op> {
     vec![
         (
             "update",
