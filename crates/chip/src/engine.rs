@@ -263,11 +263,13 @@ impl Engine<'_> {
             cipher: host.cipher,
         };
         host.counter = n + 1;
-        if let Err(s) = self.persist() {
+        if self.persist().is_err() {
             if let Some(h) = self.nvm.host.as_mut() {
                 h.counter = n;
             }
-            return Err(s);
+            // The counter could not be advanced: answer "communication error", one of the two
+            // statuses after which the host does not advance its own (§6.1), so both stay in step.
+            return Err(Status::COMMUNICATION_ERROR);
         }
         Ok(x)
     }

@@ -2,8 +2,10 @@
 //!
 //! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error (clap).
 
+mod bench;
 mod chip_cmd;
 mod demo;
+mod factory;
 mod link;
 mod selfcert;
 
@@ -31,6 +33,81 @@ enum Command {
     /// Software STSAFE-A110 chips.
     #[command(subcommand)]
     Chip(ChipCommand),
+    /// The secure fab: CAs, families, batch personalization.
+    #[command(subcommand)]
+    Factory(FactoryCommand),
+    /// Benchmarks that print rates and ratios against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Personalize chips and compare with raw key generation + certificate signing.
+    Factory {
+        /// Chips to personalize (one order is 5,000).
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FactoryCommand {
+    /// Create a factory: root CA, first family, command- and firmware-signing keys, chip key.
+    Init {
+        /// Factory directory (must be empty or absent).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Name of the first family.
+        #[arg(long, default_value = "family-1")]
+        family: String,
+        /// CA key algorithm.
+        #[arg(long, value_enum, default_value = "p256")]
+        curve: CurveArg,
+    },
+    /// Families of devices (one family CA each).
+    #[command(subcommand)]
+    Family(FamilyCommand),
+    /// Personalize a batch of chips.
+    Personalize {
+        /// Factory directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Family whose CA signs the devices.
+        #[arg(long)]
+        family: String,
+        /// Number of chips.
+        #[arg(long)]
+        count: usize,
+        /// Output directory (a rerun with the same arguments resumes).
+        #[arg(long)]
+        out: PathBuf,
+        /// Chip profile: p256 (default) or p384.
+        #[arg(long, default_value = "p256")]
+        profile: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FamilyCommand {
+    /// Add a family CA signed by the root.
+    New {
+        /// Family name.
+        name: String,
+        /// Factory directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Key algorithm.
+        #[arg(long, value_enum, default_value = "p256")]
+        curve: CurveArg,
+    },
+}
+
+fn alg(c: CurveArg) -> sesame_pki::KeyAlg {
+    match c {
+        CurveArg::P256 => sesame_pki::KeyAlg::P256,
+        CurveArg::P384 => sesame_pki::KeyAlg::P384,
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -114,6 +191,51 @@ enum ChipCommand {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo => demo::run(),
+        Command::Factory(FactoryCommand::Init { dir, family, curve }) => {
+            factory::init(&dir, &family, alg(curve))?;
+            println!(
+                "factory created in {} (first family '{family}')",
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Factory(FactoryCommand::Family(FamilyCommand::New { name, dir, curve })) => {
+            factory::family_new(&dir, &name, alg(curve))?;
+            println!("family '{name}' created");
+            Ok(())
+        }
+        Command::Factory(FactoryCommand::Personalize {
+            dir,
+            family,
+            count,
+            out,
+            profile,
+        }) => {
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let r = factory::personalize(
+                &dir,
+                &family,
+                count,
+                &out,
+                &profile,
+                &factory::RealDisk,
+                progress,
+            )?;
+            println!(
+                "{} chips personalized in {:.2} s ({:.0} chips/s){}; manifest {}",
+                r.made,
+                r.seconds,
+                r.made as f64 / r.seconds.max(1e-9),
+                if r.resumed_from > 0 {
+                    format!(", resumed after {}", r.resumed_from)
+                } else {
+                    String::new()
+                },
+                out.join("manifest.jsonl").display()
+            );
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Factory { count }) => bench::factory(count),
         Command::Chip(ChipCommand::Key { out }) => {
             chip_cmd::new_key(&out)?;
             println!("chip key written to {} (keep it secret)", out.display());

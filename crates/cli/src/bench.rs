@@ -1,0 +1,54 @@
+//! `sesame bench …`: rates with a baseline measured in the same run.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use sesame_pki::{Authority, DeviceKey, KeyAlg};
+
+/// Personalizes `count` chips in a temporary factory and compares the rate with raw key
+/// generation + certificate signing (the irreducible work) on the same number of threads.
+pub fn factory(count: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let fdir = dir.path().join("factory");
+    crate::factory::init(&fdir, "bench", KeyAlg::P256)?;
+    let family = Authority::new_root("b", "b", KeyAlg::P256)?.new_family("b", "b", KeyAlg::P256)?;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let raw_n = count.min(5000);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..workers {
+            let family = &family;
+            s.spawn(move || {
+                for i in (w..raw_n).step_by(workers) {
+                    let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+                    let point = sk.verifying_key().to_encoded_point(false);
+                    let key = DeviceKey::from_sec1(point.as_bytes()).ok();
+                    if let Some(key) = key {
+                        let _ = family.issue_device(&format!("{i:018X}"), &key, "b", None);
+                    }
+                }
+            });
+        }
+    });
+    let raw_rate = raw_n as f64 / t.elapsed().as_secs_f64();
+    let r = crate::factory::personalize(
+        &fdir,
+        "bench",
+        count,
+        &dir.path().join("batch"),
+        "p256",
+        &crate::factory::RealDisk,
+        false,
+    )?;
+    let rate = r.made as f64 / r.seconds;
+    println!(
+        "personalized {} chips in {:.2} s on {workers} threads: {rate:.0} chips/s",
+        r.made, r.seconds
+    );
+    println!("raw P-256 key generation + device certificate signing: {raw_rate:.0} /s (same run, {workers} threads)");
+    println!(
+        "ratio personalize/raw: {:.2} (goal >= 0.5)",
+        rate / raw_rate
+    );
+    Ok(())
+}
