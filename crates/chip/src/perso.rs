@@ -198,18 +198,11 @@ impl Fab {
             policy_rights: 0,
             policy: config.policy,
         };
-        let mut chip = Chip::from_nvm(nvm, storage, options);
-        chip.persist().map_err(|e| PersoError::Storage(e.message))?;
-        Ok(Self { chip })
-    }
-
-    /// Reopens a chip still in the BORN state (e.g. to resume an interrupted batch).
-    pub fn resume(storage: Box<dyn Storage>, options: ChipOptions) -> Result<Self, PersoError> {
-        let chip = Chip::open(storage, options).map_err(PersoError::Image)?;
-        if chip.life_cycle() != LifeCycle::BORN {
-            return Err(PersoError::Layout("chip is no longer in the BORN state"));
-        }
-        Ok(Self { chip })
+        // Nothing is stored until `finish`: a chip whose personalization is interrupted does
+        // not exist, rather than existing half made.
+        Ok(Self {
+            chip: Chip::from_nvm(nvm, storage, options),
+        })
     }
 
     fn save(&mut self) -> Result<(), PersoError> {
@@ -241,7 +234,6 @@ impl Fab {
             mode: m,
             uses_left: UNLIMITED,
         });
-        self.save()?;
         Ok(public)
     }
 
@@ -272,7 +264,7 @@ impl Fab {
             .ok_or(PersoError::OutOfRange)?;
         s.uses_left = uses;
         self.chip.nvm_mut().global_uses_left = global;
-        self.save()
+        Ok(())
     }
 
     /// Writes `data` into a zone at `offset`, whatever its access conditions.
@@ -288,7 +280,7 @@ impl Fab {
             return Err(PersoError::OutOfRange);
         }
         z.data[offset as usize..end].copy_from_slice(data);
-        self.save()
+        Ok(())
     }
 
     /// Provisions the host MAC and cipher keys (counter 0).
@@ -298,7 +290,7 @@ impl Fab {
             cipher,
             counter: 0,
         });
-        self.save()
+        Ok(())
     }
 
     /// **Tests only** (feature `test-keys`): sets the host C-MAC counter, to reach its end
@@ -309,7 +301,7 @@ impl Fab {
             Some(h) => h.counter = counter & sesame_wire::secure::COUNTER_MAX,
             None => return Err(PersoError::OutOfRange),
         }
-        self.save()
+        Ok(())
     }
 
     /// Sets the password and its number of tries.
@@ -322,7 +314,7 @@ impl Fab {
             tries_left: tries,
             max_tries: tries,
         });
-        self.save()
+        Ok(())
     }
 
     /// The chip's command interface while on the bench, e.g. to have it sign its own

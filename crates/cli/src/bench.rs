@@ -7,8 +7,11 @@ use sesame_pki::{Authority, DeviceKey, KeyAlg};
 
 /// Personalizes `count` chips in a temporary factory and compares the rate with raw key
 /// generation + certificate signing (the irreducible work) on the same number of threads.
-pub fn factory(count: usize) -> Result<()> {
-    let dir = tempfile::tempdir()?;
+pub fn factory(count: usize, base: Option<&std::path::Path>) -> Result<()> {
+    let dir = match base {
+        Some(b) => tempfile::tempdir_in(b)?,
+        None => tempfile::tempdir()?,
+    };
     let fdir = dir.path().join("factory");
     crate::factory::init(&fdir, "bench", KeyAlg::P256)?;
     let family = Authority::new_root("b", "b", KeyAlg::P256)?.new_family("b", "b", KeyAlg::P256)?;

@@ -2,11 +2,14 @@
 //! command-signing key, the firmware-signing key and the chip sealing key; `family new` adds a
 //! family; `personalize` produces a batch of chip images with a manifest.
 //!
-//! Batch consistency: each chip is written as host-keys file, then image (temporary + rename),
-//! then its manifest line. A crash can leave an image without its line or a torn last line;
-//! rerunning first reconciles the directory (an image that opens and matches gets its line back,
-//! anything torn or unmatched is removed, a line without its image is dropped), then resumes.
-//! The batch is synced to disk once at the end (and at checkpoints), not per chip.
+//! Batch consistency: each chip is written as its sealed image (`chips/SERIAL.chip`), then its
+//! host keys (one JSON line in `host-keys.jsonl`, mode 0600, for the devices' MCU firmware), then
+//! its manifest line. A crash can leave an image without its lines, a torn image or a torn last
+//! line; rerunning first reconciles the directory (a sealed image that opens, is finished and has
+//! its host keys gets its manifest line back; anything torn or unmatched is removed; a line
+//! without its image is dropped), then resumes. Images are not written through a temporary file:
+//! the seal already makes a torn one detectable, and one file operation per chip is what keeps a
+//! batch fast. The batch is synced to disk once at the end.
 
 use std::fs;
 use std::io::Write;
@@ -202,8 +205,16 @@ struct Material {
     curve: CurveName,
 }
 
-/// Makes one chip entirely in memory; returns (serial, sealed image, host keys JSON, line).
-fn make_chip(m: &Material) -> Result<(String, Vec<u8>, String, ManifestLine)> {
+/// The host keys of one chip, as the device maker's MCU firmware needs them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HostKeyLine {
+    pub serial: String,
+    pub mac: String,
+    pub cipher: String,
+}
+
+/// Makes one chip entirely in memory; returns (serial, sealed image, host keys, line).
+fn make_chip(m: &Material) -> Result<(String, Vec<u8>, HostKeyLine, ManifestLine)> {
     let mut serial = [0u8; 9];
     serial[0] = 0x02;
     OsRng.fill_bytes(&mut serial[1..]);
@@ -235,7 +246,11 @@ fn make_chip(m: &Material) -> Result<(String, Vec<u8>, String, ManifestLine)> {
         .image()
         .ok_or_else(|| anyhow!("chip produced no image"))?;
     let sealed = sesame_chip::seal(&m.chip_key, &image);
-    let host_keys = serde_json::json!({ "serial": serial_hex, "mac": hex::encode(mac), "cipher": hex::encode(cipher) }).to_string();
+    let host_keys = HostKeyLine {
+        serial: serial_hex.clone(),
+        mac: hex::encode(mac),
+        cipher: hex::encode(cipher),
+    };
     let line = ManifestLine {
         serial: serial_hex.clone(),
         cert_sha256: fingerprint(&der),
@@ -264,23 +279,38 @@ fn line_of_image(m: &Material, path: &Path) -> Option<ManifestLine> {
     })
 }
 
-/// Brings a batch directory back to "every line has its image and every image its line".
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> (String, Vec<T>) {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    // A torn last line does not parse and is dropped; its chip is recovered or removed below.
+    let items = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (text, items)
+}
+
+fn rewrite<T: Serialize>(path: &Path, old: &str, items: &[T], private: bool) -> Result<()> {
+    let mut body = String::new();
+    for it in items {
+        body.push_str(&serde_json::to_string(it)?);
+        body.push('\n');
+    }
+    if body != old {
+        let tmp = path.with_extension("tmp");
+        let _ = fs::remove_file(&tmp);
+        RealDisk.write(&tmp, body.as_bytes(), private)?;
+        fs::rename(&tmp, path)?;
+    }
+    Ok(())
+}
+
+/// Brings a batch directory back to "every chip has its image, its host keys and its manifest
+/// line, and nothing else is there".
 fn reconcile(out: &Path, m: &Material) -> Result<Vec<ManifestLine>> {
     let chips = out.join("chips");
-    let manifest_path = out.join("manifest.jsonl");
-    let text = fs::read_to_string(&manifest_path).unwrap_or_default();
-    let mut lines: Vec<ManifestLine> = Vec::new();
-    for l in text.lines() {
-        // A torn last line does not parse: its chip is recovered from the image below.
-        if let Ok(line) = ManifestLine::parse(l) {
-            let img = chips.join(format!("{}.chip", line.serial));
-            if line_of_image(m, &img).as_ref() == Some(&line)
-                && !lines.iter().any(|x| x.serial == line.serial)
-            {
-                lines.push(line);
-            }
-        }
-    }
+    let (mtext, listed): (String, Vec<ManifestLine>) = read_lines(&out.join("manifest.jsonl"));
+    let (ktext, keys): (String, Vec<HostKeyLine>) = read_lines(&out.join("host-keys.jsonl"));
+    let mut good: Vec<ManifestLine> = Vec::new();
     for entry in fs::read_dir(&chips)? {
         let path = entry?.path();
         let name = path
@@ -288,36 +318,32 @@ fn reconcile(out: &Path, m: &Material) -> Result<Vec<ManifestLine>> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        if let Some(serial) = name.strip_suffix(".chip") {
-            if lines.iter().any(|l| l.serial == serial) {
-                continue;
-            }
-            match line_of_image(m, &path) {
-                Some(line) if line.serial == serial => lines.push(line),
-                _ => {
-                    fs::remove_file(&path)?;
-                    let _ = fs::remove_file(chips.join(format!("{serial}.host-keys.json")));
-                }
-            }
-        } else if let Some(serial) = name.strip_suffix(".host-keys.json") {
-            if !chips.join(format!("{serial}.chip")).exists() {
-                fs::remove_file(&path)?;
-            }
-        } else {
-            // Temporary files of an interrupted write.
-            fs::remove_file(&path)?;
+        let keep = name.strip_suffix(".chip").and_then(|serial| {
+            let line = line_of_image(m, &path).filter(|l| l.serial == serial)?;
+            keys.iter().any(|k| k.serial == serial).then_some(line)
+        });
+        match keep {
+            Some(line) if !good.iter().any(|g| g.serial == line.serial) => good.push(line),
+            _ => fs::remove_file(&path)?,
         }
     }
-    let mut body = String::new();
-    for l in &lines {
-        body.push_str(&l.to_json());
-        body.push('\n');
+    // Keep the manifest's order for lines that were there, then the recovered ones.
+    let mut lines: Vec<ManifestLine> = listed.into_iter().filter(|l| good.contains(l)).collect();
+    for g in good {
+        if !lines.contains(&g) {
+            lines.push(g);
+        }
     }
-    if body != text {
-        let tmp = out.join("manifest.jsonl.tmp");
-        fs::write(&tmp, &body)?;
-        fs::rename(&tmp, &manifest_path)?;
+    let mut kept_keys: Vec<HostKeyLine> = Vec::new();
+    for k in keys {
+        if lines.iter().any(|l| l.serial == k.serial)
+            && !kept_keys.iter().any(|x| x.serial == k.serial)
+        {
+            kept_keys.push(k);
+        }
     }
+    rewrite(&out.join("host-keys.jsonl"), &ktext, &kept_keys, true)?;
+    rewrite(&out.join("manifest.jsonl"), &mtext, &lines, false)?;
     Ok(lines)
 }
 
@@ -425,12 +451,18 @@ pub fn personalize(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(resumed_from as u64);
-    let manifest = Mutex::new(
-        fs::OpenOptions::new()
+    let append = |name: &str, private: bool| -> Result<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(fs::OpenOptions::new()
             .append(true)
             .create(true)
-            .open(out.join("manifest.jsonl"))?,
-    );
+            .mode(if private { 0o600 } else { 0o644 })
+            .open(out.join(name))?)
+    };
+    let files = Mutex::new((
+        append("host-keys.jsonl", true)?,
+        append("manifest.jsonl", false)?,
+    ));
     let next = AtomicUsize::new(0);
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let chips = out.join("chips");
@@ -444,21 +476,19 @@ pub fn personalize(
                     }
                     let r = (|| -> Result<()> {
                         let (serial, sealed, keys, line) = make_chip(&m)?;
-                        let keys_path = chips.join(format!("{serial}.host-keys.json"));
                         let img = chips.join(format!("{serial}.chip"));
-                        let tmp = chips.join(format!("{serial}.chip.tmp"));
-                        let written = disk
-                            .write(&keys_path, keys.as_bytes(), true)
-                            .and_then(|_| disk.write(&tmp, &sealed, false))
-                            .and_then(|_| fs::rename(&tmp, &img));
-                        if let Err(e) = written {
-                            let _ = fs::remove_file(&tmp);
-                            let _ = fs::remove_file(&keys_path);
+                        if let Err(e) = disk.write(&img, &sealed, false) {
+                            let _ = fs::remove_file(&img);
                             return Err(anyhow!("writing chip {serial}: {e}"));
                         }
-                        let mut f = manifest.lock().map_err(|_| anyhow!("manifest lock"))?;
-                        f.write_all(format!("{}\n", line.to_json()).as_bytes())
-                            .with_context(|| "writing the manifest")?;
+                        let mut f = files.lock().map_err(|_| anyhow!("batch files lock"))?;
+                        let (keys_file, manifest) = &mut *f;
+                        keys_file
+                            .write_all(format!("{}\n", serde_json::to_string(&keys)?).as_bytes())
+                            .context("writing host keys")?;
+                        manifest
+                            .write_all(format!("{}\n", line.to_json()).as_bytes())
+                            .context("writing the manifest")?;
                         Ok(())
                     })();
                     match r {
@@ -480,10 +510,76 @@ pub fn personalize(
         reconcile(out, &m)?;
         return Err(e.context("personalization stopped; rerun the same command to resume"));
     }
+    let before_sync = started.elapsed();
     sync_filesystem(out)?;
+    if std::env::var_os("SESAME_TIMING").is_some() {
+        eprintln!(
+            "make+write {:?}, sync {:?}",
+            before_sync,
+            started.elapsed() - before_sync
+        );
+    }
     Ok(BatchReport {
         made: todo,
         resumed_from,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A disk that fills up after `room` chip images.
+    struct FullDisk {
+        room: usize,
+        used: AtomicUsize,
+    }
+
+    impl Disk for FullDisk {
+        fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+            if self.used.fetch_add(1, Ordering::SeqCst) >= self.room {
+                // Half a file, then the error a full disk gives.
+                let _ = RealDisk.write(path, &bytes[..bytes.len() / 2], private);
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            RealDisk.write(path, bytes, private)
+        }
+    }
+
+    #[test]
+    fn a_full_disk_stops_cleanly_and_a_rerun_completes() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = t.path().join("f");
+        init(&f, "fam", KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        let out = t.path().join("b");
+        let full = FullDisk {
+            room: 7,
+            used: AtomicUsize::new(0),
+        };
+        let err = personalize(&f, "fam", 20, &out, "p256", &full, false)
+            .err()
+            .map(|e| format!("{e:#}"));
+        let err = err.unwrap_or_default();
+        assert!(
+            err.contains("No space left on device") && err.contains("rerun"),
+            "{err}"
+        );
+        // Consistent: every manifest line has its image and host keys, and nothing else is there.
+        let lines = fs::read_to_string(out.join("manifest.jsonl")).unwrap_or_default();
+        let keys = fs::read_to_string(out.join("host-keys.jsonl")).unwrap_or_default();
+        let images = fs::read_dir(out.join("chips"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(lines.lines().count(), images);
+        assert_eq!(keys.lines().count(), images);
+        assert!(images <= 7);
+        let r = personalize(&f, "fam", 20, &out, "p256", &RealDisk, false)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(r.resumed_from + r.made, 20);
+        let lines = fs::read_to_string(out.join("manifest.jsonl")).unwrap_or_default();
+        assert_eq!(lines.lines().count(), 20);
+    }
 }

@@ -48,6 +48,9 @@ enum BenchCommand {
         /// Chips to personalize (one order is 5,000).
         #[arg(long, default_value_t = 5000)]
         count: usize,
+        /// Directory to write the batch under (default: the system temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -235,7 +238,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench(BenchCommand::Factory { count }) => bench::factory(count),
+        Command::Bench(BenchCommand::Factory { count, dir }) => {
+            bench::factory(count, dir.as_deref())
+        }
         Command::Chip(ChipCommand::Key { out }) => {
             chip_cmd::new_key(&out)?;
             println!("chip key written to {} (keep it secret)", out.display());

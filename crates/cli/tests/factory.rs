@@ -90,7 +90,15 @@ fn init_family_personalize_and_verify() {
     let lines = manifest(&d.join("b"));
     assert_eq!(lines.len(), 12);
     let chips = std::fs::read_dir(d.join("b/chips")).unwrap().count();
-    assert_eq!(chips, 24, "an image and a host-keys file per chip");
+    assert_eq!(chips, 12, "one sealed image per chip");
+    let keys = std::fs::read_to_string(d.join("b/host-keys.jsonl")).unwrap();
+    assert_eq!(keys.lines().count(), 12);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.join("b/host-keys.jsonl"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "host keys are secrets");
     // Each chip: open it, check its certificate chains with openssl and matches the manifest.
     let serial = lines[0]["serial"].as_str().unwrap();
     let o = ok(sesame(
@@ -328,6 +336,11 @@ fn an_interrupted_batch_resumes_consistently() {
     let bytes = std::fs::read(&img).unwrap();
     std::fs::write(&img, &bytes[..bytes.len() / 2]).unwrap();
     std::fs::write(b.join("chips/0299.chip.tmp"), b"partial").unwrap();
+    std::fs::write(
+        b.join("chips/0298.chip"),
+        b"an image whose host keys were never written",
+    )
+    .unwrap();
     let o = ok(sesame(&args, d));
     assert!(text(&o).contains("resumed after 8"), "{}", text(&o));
     let after = manifest(&b);
@@ -342,15 +355,14 @@ fn an_interrupted_batch_resumes_consistently() {
         serials.contains(lines[9]["serial"].as_str().unwrap()),
         "image without line got its line back"
     );
+    let keys = std::fs::read_to_string(b.join("host-keys.jsonl")).unwrap();
+    assert_eq!(keys.lines().count(), 10);
     for s in &serials {
-        assert!(
-            b.join(format!("chips/{s}.chip")).exists()
-                && b.join(format!("chips/{s}.host-keys.json")).exists()
-        );
+        assert!(b.join(format!("chips/{s}.chip")).exists() && keys.contains(s.as_str()));
     }
     assert_eq!(
         std::fs::read_dir(b.join("chips")).unwrap().count(),
-        20,
+        10,
         "nothing stray left"
     );
 }

@@ -28,7 +28,10 @@ fn device_key(alg: KeyAlg) -> DeviceKey {
 
 /// Verification time: now (the CAs are issued from yesterday on).
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn openssl(args: &[&str]) -> (bool, String) {
@@ -133,11 +136,16 @@ fn wrong_chains_are_refused() {
     assert!(dev_as_ca.is_err(), "key does not match the certificate");
     // Expired: a device certificate with a two-day life, checked ten days later.
     let soon = time::OffsetDateTime::now_utc() + time::Duration::days(2);
-    let short = family.issue_device("03", &key, "sesame", Some(soon)).unwrap();
+    let short = family
+        .issue_device("03", &key, "sesame", Some(soon))
+        .unwrap();
     let chain = std::slice::from_ref(&family.der);
     let roots = std::slice::from_ref(&root.der);
     verify_device(&short, chain, roots, now()).unwrap();
-    assert_eq!(verify_device(&short, chain, roots, now() + 10 * 86_400), Err(VerifyError::Expired));
+    assert_eq!(
+        verify_device(&short, chain, roots, now() + 10 * 86_400),
+        Err(VerifyError::Expired)
+    );
     // Truncated DER.
     assert!(matches!(
         verify_device(
