@@ -17,7 +17,10 @@ mod verify;
 pub use issue::{Authority, DeviceKey, KeyAlg, DEVICE_NOT_AFTER_NONE};
 pub use manifest::ManifestLine;
 pub use pemfile::{cert_from_pem, certs_from_pem, to_pem, PEM_CERT};
-pub use verify::{device_identity, verify_device, DeviceIdentity, VerifyError};
+pub use verify::{
+    check_validity, device_identity, verify_ca_issued_by, verify_device, DeviceIdentity,
+    VerifyError,
+};
 
 /// A PKI operation failed.
 #[derive(Debug)]

@@ -139,3 +139,65 @@ pub(crate) fn spki_point(der: &[u8]) -> Result<Vec<u8>, Error> {
         .raw_bytes()
         .to_vec())
 }
+
+/// Checks only the validity period of a certificate at `now_unix` (for certificates trusted by
+/// exact enrollment rather than by a path).
+pub fn check_validity(der: &[u8], now_unix: u64) -> Result<(), VerifyError> {
+    let cert =
+        x509_cert::Certificate::from_der(der).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let v = &cert.tbs_certificate.validity;
+    let nb = v.not_before.to_unix_duration().as_secs();
+    let na = v.not_after.to_unix_duration().as_secs();
+    if now_unix < nb || now_unix > na {
+        return Err(VerifyError::Expired);
+    }
+    Ok(())
+}
+
+/// Checks that `child` (DER) is a CA certificate signed by `parent`'s key: used when enrolling a
+/// family CA under a trusted root.
+pub fn verify_ca_issued_by(child: &[u8], parent: &[u8]) -> Result<(), VerifyError> {
+    use x509_cert::der::Encode;
+    let c = x509_cert::Certificate::from_der(child)
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let is_ca = c
+        .tbs_certificate
+        .get::<x509_cert::ext::pkix::BasicConstraints>()
+        .ok()
+        .flatten()
+        .is_some_and(|(_, bc)| bc.ca);
+    if !is_ca {
+        return Err(VerifyError::Untrusted("not a CA certificate".into()));
+    }
+    if c.tbs_certificate.issuer
+        != x509_cert::Certificate::from_der(parent)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?
+            .tbs_certificate
+            .subject
+    {
+        return Err(VerifyError::Untrusted(
+            "issuer is not the root's subject".into(),
+        ));
+    }
+    let tbs = c
+        .tbs_certificate
+        .to_der()
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let sig = c.signature.raw_bytes();
+    let key = spki_point(parent).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let alg: &dyn ring::signature::VerificationAlgorithm =
+        match (key.len(), c.signature_algorithm.oid.to_string().as_str()) {
+            (65, "1.2.840.10045.4.3.2") => &ring::signature::ECDSA_P256_SHA256_ASN1,
+            (65, "1.2.840.10045.4.3.3") => &ring::signature::ECDSA_P256_SHA384_ASN1,
+            (97, "1.2.840.10045.4.3.3") => &ring::signature::ECDSA_P384_SHA384_ASN1,
+            (97, "1.2.840.10045.4.3.2") => &ring::signature::ECDSA_P384_SHA256_ASN1,
+            _ => {
+                return Err(VerifyError::Untrusted(
+                    "unsupported signature algorithm".into(),
+                ))
+            }
+        };
+    ring::signature::UnparsedPublicKey::new(alg, &key)
+        .verify(&tbs, sig)
+        .map_err(|_| VerifyError::Untrusted("signature does not verify under the root".into()))
+}

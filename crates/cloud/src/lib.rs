@@ -1,0 +1,42 @@
+//! `sesame-cloud`: the service that only ever talks to genuine, enrolled devices.
+//!
+//! Enrollment of roots, families (with proof of possession of the family key) and single
+//! devices; the seven-step challenge-response authentication; revocation effective on the next
+//! request; an audit log; SQLite by default, PostgreSQL for several instances. See [`auth`] for
+//! the exact message a chip signs.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod api;
+pub mod auth;
+mod config;
+mod error;
+mod metrics;
+mod openapi;
+mod service;
+mod store;
+
+pub use api::app;
+pub use config::Config;
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use service::{now, Challenge, Service, Session};
+pub use store::{Store, StoreError};
+
+/// Opens the database (applying migrations) and builds the service.
+pub async fn build(config: Config) -> Result<std::sync::Arc<Service>, StoreError> {
+    let store = Store::connect(&config.db).await?;
+    Ok(Service::new(config, store))
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn serve(
+    service: std::sync::Arc<Service>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(service))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
