@@ -161,9 +161,13 @@ impl Bus {
 
     /// The chip at `address`, if any.
     pub fn chip(&self, address: u8) -> Option<SharedChip> {
+        self.find(address, false)
+    }
+
+    fn find(&self, address: u8, read: bool) -> Option<SharedChip> {
         self.chips()
             .iter()
-            .find(|c| lock(c).address() == address)
+            .find(|c| lock(c).answers(address, read))
             .cloned()
     }
 
@@ -198,7 +202,7 @@ impl Bus {
 
     /// One read transaction.
     pub fn read(&self, address: u8, buf: &mut [u8]) -> Result<(), BusError> {
-        let chip = self.chip(address).ok_or(BusError::NoDevice)?;
+        let chip = self.find(address, true).ok_or(BusError::NoDevice)?;
         let now = self.inner.clock.now();
         let mut faults = self.faults();
         if faults.as_mut().is_some_and(FaultState::on_read) {

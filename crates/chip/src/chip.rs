@@ -57,6 +57,9 @@ pub struct Chip {
     busy_until: Duration,
     sleep: Sleep,
     address: u8,
+    /// After a Reset moved the chip to a new address, its answer is still read at the old one
+    /// (the host reads where it wrote), until the next write.
+    answer_address: Option<u8>,
 }
 
 impl core::fmt::Debug for Chip {
@@ -100,6 +103,7 @@ impl Chip {
             busy_until: Duration::ZERO,
             sleep: Sleep::Awake,
             address,
+            answer_address: None,
         }
     }
 
@@ -163,7 +167,11 @@ impl Chip {
         self.pending = outcome.response;
         if self.vol.reset {
             self.vol.reset = false;
-            self.address = I2cParameters::from_bytes(self.nvm.i2c).address;
+            let new = I2cParameters::from_bytes(self.nvm.i2c).address;
+            if new != self.address {
+                self.answer_address = Some(self.address);
+                self.address = new;
+            }
         }
         if let Some(mode) = self.vol.hibernate.take() {
             self.sleep = Sleep::Hibernating(mode);
@@ -171,8 +179,14 @@ impl Chip {
         outcome.code
     }
 
+    /// True if the chip acknowledges `address` for a read (`read`) or a write.
+    pub fn answers(&self, address: u8, read: bool) -> bool {
+        address == self.address || (read && self.answer_address == Some(address))
+    }
+
     /// One I2C write transaction carrying a command frame, at time `now`.
     pub fn write(&mut self, frame: &[u8], now: Duration) -> Result<(), Nack> {
+        self.answer_address = None;
         match self.sleep {
             Sleep::Hibernating(1) => {
                 // The start condition wakes the chip; this first try is NACKed.
@@ -229,6 +243,7 @@ impl Chip {
     /// NVM is kept, the I2C address is reloaded.
     pub fn power_cycle(&mut self) {
         self.wake();
+        self.answer_address = None;
         self.busy_until = Duration::ZERO;
         self.address = I2cParameters::from_bytes(self.nvm.i2c).address;
     }
