@@ -12,6 +12,7 @@
 mod issue;
 mod manifest;
 mod pemfile;
+pub mod protocol;
 mod verify;
 
 pub use issue::{Authority, DeviceKey, KeyAlg, DEVICE_NOT_AFTER_NONE};
