@@ -40,3 +40,23 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// Serves HTTPS with rustls (ring provider) on `listener` until `handle` is told to shut down.
+pub async fn serve_tls(
+    service: std::sync::Arc<Service>,
+    listener: std::net::TcpListener,
+    cert_pem: &std::path::Path,
+    key_pem: &std::path::Path,
+    handle: axum_server::Handle,
+) -> std::io::Result<()> {
+    // One process-wide crypto provider; a second install (tests, several servers) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert_pem, key_pem).await?;
+    listener.set_nonblocking(true)?;
+    axum_server::from_tcp_rustls(listener, tls)
+        .handle(handle)
+        .serve(app(service).into_make_service())
+        .await
+}
+
+pub use axum_server::Handle;
