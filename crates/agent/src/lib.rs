@@ -9,6 +9,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod data;
+pub mod layout;
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -66,7 +69,7 @@ impl core::fmt::Display for AgentError {
 
 impl std::error::Error for AgentError {}
 
-fn chip<E: core::fmt::Debug>(e: E) -> AgentError {
+pub(crate) fn chip<E: core::fmt::Debug>(e: E) -> AgentError {
     AgentError::Chip(format!("{e:?}"))
 }
 
@@ -79,6 +82,18 @@ pub struct Session {
     pub expires_at: i64,
     /// The serial the cloud authenticated.
     pub serial: String,
+    /// The cloud's half of the telemetry key exchange.
+    #[serde(default)]
+    pub ecdh: Option<CloudEcdh>,
+}
+
+/// The cloud's ephemeral ECDH key and its command-key signature.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CloudEcdh {
+    /// SEC1, hex.
+    pub public: String,
+    /// Base64 `R || S`.
+    pub signature: String,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +139,9 @@ pub struct Agent<I2C, D> {
     public_key: Vec<u8>,
     serial: String,
     session: Option<Session>,
+    identity: String,
+    telemetry_key: Option<[u8; 32]>,
+    telemetry_seq: u64,
 }
 
 impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
@@ -146,6 +164,9 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             public_key: id.public_key,
             serial: id.serial,
             session: None,
+            identity: String::new(),
+            telemetry_key: None,
+            telemetry_seq: 0,
         })
     }
 
@@ -202,6 +223,18 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         }
         let message = sesame_pki::protocol::auth_message(&c.identity, &challenge, &self.cert);
         let signature = self.sign_message(&message)?;
+        // The telemetry key exchange rides along: a fresh single-use key in slot 0xFF, signed
+        // with slot 0 so the cloud knows it is this chip's.
+        let eph = self
+            .se
+            .generate_private_key(0xFF, sesame_host::Curve::P256, 1)
+            .map_err(chip)?;
+        let eph_sec1 = [&[0x04u8][..], eph.xy()].concat();
+        let eph_sig = self.sign_message(&sesame_pki::protocol::ecdh_device_message(
+            &c.identity,
+            &challenge,
+            &eph_sec1,
+        ))?;
         let session: Session = post_json(
             &self.http,
             &format!("{}/v1/auth/response", self.cloud),
@@ -210,6 +243,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
                 "challenge_id": c.challenge_id,
                 "signature": B64.encode(signature),
                 "certificate": B64.encode(&self.cert),
+                "ecdh": { "public": hex::encode(&eph_sec1), "signature": B64.encode(eph_sig) },
             }),
         )?;
         if session.serial != self.serial {
@@ -217,6 +251,51 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
                 "session issued for another serial".into(),
             ));
         }
+        self.identity = c.identity.clone();
+        self.telemetry_key = match &session.ecdh {
+            Some(e) => Some(self.finish_key_exchange(e, &eph_sec1, &challenge)?),
+            None => None,
+        };
+        // Sequence numbers only go up: start above anything sent before (seconds-based).
+        self.telemetry_seq = self.telemetry_seq.max(
+            (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64))
+                << 8,
+        );
         Ok(self.session.insert(session))
+    }
+}
+
+impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
+    /// Checks the cloud's ECDH key against the command key in the chip, then has the chip
+    /// compute the shared secret with its ephemeral key.
+    fn finish_key_exchange(
+        &mut self,
+        e: &CloudEcdh,
+        eph: &[u8],
+        challenge: &[u8],
+    ) -> Result<[u8; 32], AgentError> {
+        let cloud =
+            hex::decode(&e.public).map_err(|_| AgentError::Protocol("bad ECDH key".into()))?;
+        let sig = B64
+            .decode(&e.signature)
+            .map_err(|_| AgentError::Protocol("bad ECDH signature".into()))?;
+        let m = sesame_pki::protocol::ecdh_cloud_message(&self.identity, &self.serial, eph, &cloud);
+        if !self.chip_verifies(layout::COMMAND_KEY, &m, &sig)? {
+            return Err(AgentError::Protocol(
+                "the cloud's ECDH key is not signed by the command key in the chip".into(),
+            ));
+        }
+        let peer = cloud
+            .get(1..)
+            .and_then(|xy| sesame_host::EccPublicKey::from_xy(sesame_host::Curve::P256, xy))
+            .ok_or_else(|| AgentError::Protocol("bad ECDH key".into()))?;
+        let secret = self.se.establish_key(0xFF, &peer).map_err(chip)?;
+        Ok(sesame_pki::protocol::telemetry_key(
+            secret.as_bytes(),
+            challenge,
+            &self.serial,
+        ))
     }
 }

@@ -36,9 +36,9 @@ pub const ORG: &str = "sesame";
 pub mod zones {
     /// Device certificate (read-only).
     pub const CERT: u8 = 0;
-    /// Cloud command-verification public key: `len(1) | SEC1 point` (read-only).
+    /// Cloud command-verification public key: uncompressed SEC1 point `04 || X || Y` (read-only).
     pub const COMMAND_KEY: u8 = 1;
-    /// Firmware-verification public key: `len(1) | SEC1 point` (read-only).
+    /// Firmware-verification public key: uncompressed SEC1 point (read-only).
     pub const FIRMWARE_KEY: u8 = 2;
     /// One-way usage counter.
     pub const USAGE: u8 = 3;
@@ -233,9 +233,7 @@ fn make_chip(m: &Material) -> Result<(String, Vec<u8>, HostKeyLine, ManifestLine
         (zones::COMMAND_KEY, &m.command_key),
         (zones::FIRMWARE_KEY, &m.firmware_key),
     ] {
-        let mut v = vec![key.len() as u8];
-        v.extend_from_slice(key);
-        fab.write_zone(zone, 0, &v)?;
+        fab.write_zone(zone, 0, key)?;
     }
     let (mut mac, mut cipher) = ([0u8; 16], [0u8; 16]);
     OsRng.fill_bytes(&mut mac);

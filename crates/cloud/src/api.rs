@@ -42,6 +42,7 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/v1/admin/devices/{serial}", get(device))
         .route("/v1/admin/revoke", post(revoke))
         .route("/v1/admin/audit", get(audit))
+        .merge(crate::data::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(service)
 }
@@ -60,6 +61,11 @@ fn der_of(text: &str) -> ApiResult<Vec<u8>> {
             ApiError::bad_request("malformed_request", "certificate is not valid base64")
         })
     }
+}
+
+/// The operator bearer token check.
+pub(crate) fn check_admin(s: &Service, headers: &HeaderMap) -> ApiResult<()> {
+    admin(s, headers)
 }
 
 fn admin(s: &Service, headers: &HeaderMap) -> ApiResult<()> {
@@ -156,6 +162,8 @@ struct ResponseReq {
     signature: String,
     #[serde(default)]
     certificate: Option<String>,
+    #[serde(default)]
+    ecdh: Option<crate::service::EcdhOffer>,
 }
 
 async fn response(
@@ -173,7 +181,10 @@ async fn response(
         })?),
         None => None,
     };
-    match s.respond(&req.challenge_id, &sig, cert.as_deref()).await {
+    match s
+        .respond(&req.challenge_id, &sig, cert.as_deref(), req.ecdh.as_ref())
+        .await
+    {
         Ok(session) => {
             s.metrics.success();
             s.metrics.latency(started.elapsed());

@@ -26,6 +26,9 @@ pub struct Config {
     pub max_challenges: i64,
     /// Rate window, seconds.
     pub rate_window: i64,
+    /// The cloud's command-signing key (PKCS#8 PEM, P-256), made by `sesame factory init`:
+    /// signs commands and the cloud's ECDH key. Without it, no commands and no encrypted telemetry.
+    pub command_key: Option<String>,
     /// TLS certificate chain (PEM); TLS is on when both this and `tls_key` are set.
     pub tls_cert: Option<String>,
     /// TLS private key (PEM).
@@ -45,6 +48,7 @@ impl Default for Config {
             max_failures: 5,
             max_challenges: 60,
             rate_window: 60,
+            command_key: None,
             tls_cert: None,
             tls_key: None,
         }
@@ -75,6 +79,9 @@ impl Config {
         }
         if let Some(v) = env("IDENTITY") {
             c.identity = v;
+        }
+        if let Some(v) = env("COMMAND_KEY") {
+            c.command_key = Some(v);
         }
         if let Some(v) = env("TLS_CERT") {
             c.tls_cert = Some(v);

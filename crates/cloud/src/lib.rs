@@ -11,23 +11,25 @@
 mod api;
 pub mod auth;
 mod config;
+mod data;
 mod error;
 mod metrics;
 mod openapi;
 mod service;
 mod store;
+mod store_data;
 
 pub use api::app;
 pub use config::Config;
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use service::{now, Challenge, Service, Session};
+pub use service::{now, Challenge, CloudEcdh, EcdhOffer, Service, Session};
 pub use store::{Store, StoreError};
 
 /// Opens the database (applying migrations) and builds the service.
 pub async fn build(config: Config) -> Result<std::sync::Arc<Service>, StoreError> {
     let store = Store::connect(&config.db).await?;
-    Ok(Service::new(config, store))
+    Service::new(config, store)
 }
 
 /// Serves on `listener` until `shutdown` resolves.

@@ -33,6 +33,17 @@ pub struct Service {
     /// Chain checks already done: leaf fingerprint → family fingerprint. A chain check costs
     /// two signature verifications; revocation is still checked on every request.
     chains: Mutex<HashMap<String, String>>,
+    /// The command-signing key (ring, P-256, fixed-width signatures).
+    pub(crate) command_key: Option<ring::signature::EcdsaKeyPair>,
+}
+
+/// The device's half of the telemetry key exchange, sent with its login response.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct EcdhOffer {
+    /// The chip's ephemeral P-256 public key (SEC1, hex).
+    pub public: String,
+    /// The chip's slot-0 signature (base64 `R || S`) over `ecdh_device_message`.
+    pub signature: String,
 }
 
 /// A certificate that passed every check.
@@ -69,6 +80,18 @@ pub struct Session {
     pub expires_at: i64,
     /// The device's serial.
     pub serial: String,
+    /// The cloud's half of the telemetry key exchange, when the device offered one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ecdh: Option<CloudEcdh>,
+}
+
+/// The cloud's ephemeral ECDH key, signed with its command key.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct CloudEcdh {
+    /// SEC1 P-256 public key, hex.
+    pub public: String,
+    /// Command-key signature (`R || S`, base64) over `ecdh_cloud_message`.
+    pub signature: String,
 }
 
 /// A refusal, or a storage failure.
@@ -96,15 +119,43 @@ fn fingerprint(der: &[u8]) -> String {
 }
 
 impl Service {
-    /// A service over an open store.
-    pub fn new(config: Config, store: Store) -> Arc<Self> {
-        Arc::new(Self {
+    /// A service over an open store. Fails if the configured command key cannot be loaded.
+    pub fn new(config: Config, store: Store) -> Result<Arc<Self>, StoreError> {
+        let rng = SystemRandom::new();
+        let command_key = match &config.command_key {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| StoreError(format!("command key {path}: {e}")))?;
+                let der = pem_der(&text).ok_or_else(|| {
+                    StoreError(format!("command key {path}: not a PEM private key"))
+                })?;
+                Some(
+                    ring::signature::EcdsaKeyPair::from_pkcs8(
+                        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                        &der,
+                        &rng,
+                    )
+                    .map_err(|e| StoreError(format!("command key {path}: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Arc::new(Self {
             config,
             store,
             metrics: Metrics::default(),
-            rng: SystemRandom::new(),
+            rng,
             chains: Mutex::new(HashMap::new()),
-        })
+            command_key,
+        }))
+    }
+
+    /// Signs `message` with the command key: `R || S` over SHA-256(message).
+    pub(crate) fn sign_command(&self, message: &[u8]) -> Option<Vec<u8>> {
+        let key = self.command_key.as_ref()?;
+        key.sign(&self.rng, message)
+            .ok()
+            .map(|s| s.as_ref().to_vec())
     }
 
     pub(crate) fn random(&self, n: usize) -> Vec<u8> {
@@ -259,6 +310,7 @@ impl Service {
         challenge_id: &str,
         signature: &[u8],
         cert: Option<&[u8]>,
+        ecdh: Option<&EcdhOffer>,
     ) -> Result<Session, (Refusal, String)> {
         let fail = |r: Reason, serial: &str| (Refusal::Auth(r), serial.to_string());
         let row = self
@@ -273,7 +325,7 @@ impl Service {
         if row.expires <= t {
             return Err(fail(Reason::ChallengeExpired, &row.serial));
         }
-        self.finish(row, signature, cert, t).await
+        self.finish(row, signature, cert, ecdh, t).await
     }
 
     async fn finish(
@@ -281,6 +333,7 @@ impl Service {
         row: ChallengeRow,
         signature: &[u8],
         cert: Option<&[u8]>,
+        ecdh: Option<&EcdhOffer>,
         t: i64,
     ) -> Result<Session, (Refusal, String)> {
         let serial = row.serial.clone();
@@ -313,12 +366,19 @@ impl Service {
         if !auth::verify(&public_key, &message, signature) {
             return Err(fail(Reason::BadSignature));
         }
+        // Without a command key the cloud cannot sign its half: the session has no telemetry key.
+        let (key, cloud_ecdh) = match ecdh {
+            Some(offer) if self.command_key.is_some() => self
+                .key_exchange(&row, &public_key, &challenge, offer)
+                .ok_or_else(|| fail(Reason::BadSignature))?,
+            _ => (String::new(), None),
+        };
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.random(32));
         let expires_at = t + self.config.session_ttl;
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
         let st = |e: StoreError| (Refusal::Store(e), serial.clone());
         self.store
-            .put_session(&hash, &row.serial, expires_at)
+            .put_session(&hash, &row.serial, expires_at, &key, &row.public_key)
             .await
             .map_err(st)?;
         self.store
@@ -335,6 +395,55 @@ impl Service {
             token,
             expires_at,
             serial: row.serial,
+            ecdh: cloud_ecdh,
         })
+    }
+}
+
+fn pem_der(text: &str) -> Option<Vec<u8>> {
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    B64.decode(body.trim()).ok()
+}
+
+impl Service {
+    /// Checks the chip's signed ephemeral key, makes the cloud's, derives the telemetry key.
+    fn key_exchange(
+        &self,
+        row: &ChallengeRow,
+        device_key: &[u8],
+        challenge: &[u8],
+        offer: &EcdhOffer,
+    ) -> Option<(String, Option<CloudEcdh>)> {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        let e = hex::decode(&offer.public).ok()?;
+        let sig = B64.decode(&offer.signature).ok()?;
+        let m = sesame_pki::protocol::ecdh_device_message(&self.config.identity, challenge, &e);
+        if !auth::verify(device_key, &m, &sig) {
+            return None;
+        }
+        let peer = p256::PublicKey::from_sec1_bytes(&e).ok()?;
+        let mut seed = self.random(32);
+        let secret = p256::NonZeroScalar::try_from(seed.as_slice()).ok()?;
+        seed.iter_mut().for_each(|b| *b = 0);
+        let c = p256::PublicKey::from_secret_scalar(&secret)
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        let shared = p256::ecdh::diffie_hellman(secret, peer.as_affine());
+        let key =
+            sesame_pki::protocol::telemetry_key(shared.raw_secret_bytes(), challenge, &row.serial);
+        let cloud_sig = self.sign_command(&sesame_pki::protocol::ecdh_cloud_message(
+            &self.config.identity,
+            &row.serial,
+            &e,
+            &c,
+        ))?;
+        Some((
+            hex::encode(key),
+            Some(CloudEcdh {
+                public: hex::encode(c),
+                signature: B64.encode(cloud_sig),
+            }),
+        ))
     }
 }

@@ -7,8 +7,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// Numbered migrations, applied in order at start and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
     "CREATE TABLE roots (fingerprint TEXT PRIMARY KEY, der TEXT NOT NULL, subject TEXT NOT NULL, created BIGINT NOT NULL);
      CREATE TABLE families (fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, der TEXT NOT NULL, root TEXT NOT NULL, revoked BIGINT NOT NULL, created BIGINT NOT NULL);
      CREATE TABLE devices (fingerprint TEXT PRIMARY KEY, serial TEXT NOT NULL, der TEXT NOT NULL, family TEXT NOT NULL, enrolled BIGINT NOT NULL, revoked BIGINT NOT NULL, created BIGINT NOT NULL, last_auth BIGINT NOT NULL);
@@ -21,7 +22,17 @@ const MIGRATIONS: &[(i64, &str)] = &[(
      CREATE TABLE audit (id TEXT PRIMARY KEY, at BIGINT NOT NULL, serial TEXT NOT NULL, event TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
      CREATE INDEX audit_serial_at ON audit (serial, at);
      CREATE INDEX audit_at ON audit (at);",
-)];
+    ),
+    (
+        2,
+        "ALTER TABLE sessions ADD COLUMN telemetry_key TEXT NOT NULL DEFAULT '';
+     ALTER TABLE sessions ADD COLUMN public_key TEXT NOT NULL DEFAULT '';
+     CREATE TABLE telemetry (serial TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, payload TEXT NOT NULL, received BIGINT NOT NULL, PRIMARY KEY (serial, seq));
+     CREATE TABLE commands (serial TEXT NOT NULL, seq BIGINT NOT NULL, expires BIGINT NOT NULL, body TEXT NOT NULL, signature TEXT NOT NULL, receipt TEXT NOT NULL, receipt_at BIGINT NOT NULL, PRIMARY KEY (serial, seq));
+     CREATE TABLE firmware (version BIGINT PRIMARY KEY, manifest TEXT NOT NULL, image TEXT NOT NULL, created BIGINT NOT NULL);
+     CREATE TABLE usage (serial TEXT PRIMARY KEY, seq BIGINT NOT NULL, remaining BIGINT NOT NULL, at BIGINT NOT NULL);",
+    ),
+];
 
 /// A storage failure (always a 5xx; details go to the log, not the client).
 #[derive(Debug)]
@@ -46,7 +57,7 @@ type R<T> = Result<T, StoreError>;
 /// The database.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 /// A trusted root.
@@ -409,11 +420,20 @@ impl Store {
         })
     }
 
-    pub(crate) async fn put_session(&self, hash: &str, serial: &str, expires: i64) -> R<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, serial, expires) VALUES ($1, $2, $3)")
+    pub(crate) async fn put_session(
+        &self,
+        hash: &str,
+        serial: &str,
+        expires: i64,
+        key: &str,
+        public_key: &str,
+    ) -> R<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, serial, expires, telemetry_key, public_key) VALUES ($1, $2, $3, $4, $5)")
             .bind(hash)
             .bind(serial)
             .bind(expires)
+            .bind(key)
+            .bind(public_key)
             .execute(&self.pool)
             .await?;
         Ok(())
