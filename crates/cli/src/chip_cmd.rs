@@ -10,7 +10,6 @@ use sesame_chip::{
     Sealed,
 };
 
-use crate::link::HostKeys;
 use crate::selfcert;
 
 /// Where the host keys of a chip image are exported (for the device's MCU firmware).
@@ -226,3 +225,14 @@ pub fn serve(
     listener.serve(&bus)?;
     Ok(())
 }
+
+/// Host keys for the secure channel, as exported beside a chip image.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct HostKeys {
+    /// Hex of the 16-byte MAC key.
+    pub mac: String,
+    /// Hex of the 16-byte cipher key.
+    pub cipher: String,
+}
+
+

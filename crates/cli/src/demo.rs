@@ -1,19 +1,22 @@
-//! `sesame demo`: the chip-level story, end to end, in a temporary directory. Three devices
-//! (camera, water pump, heart monitor) each get a chip on one I2C bus; the host reads each
-//! certificate, checks it, challenges the chip, checks the signature; then signed telemetry,
-//! a usage counter, the host secure channel, and the refusals. Exits non-zero if any step
-//! misbehaves.
+//! `sesame demo`: the whole story in a temporary directory on embedded SQLite, with no other
+//! set-up. Factory → cloud → devices (a security camera, a water pump, a heart monitor), then the
+//! refusals. Prints each step with its outcome, ends with a summary, and exits non-zero if any
+//! step misbehaves.
+
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
-use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use rand_core::{OsRng, RngCore};
-use sesame_chip::{Bus, ChipOptions, CurveName};
-use sesame_wire::{QueryTag, Reader, Request, Signature, Status, ZoneOption};
-use sha2::{Digest, Sha256};
-use x509_cert::der::{Decode, Encode};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+use sesame_agent::data::{CommandOutcome, FirmwareRefusal};
+use sesame_agent::{Agent, AgentError};
+use sesame_chip::{Bus, BusDevice, ChipOptions, CurveName, Fab, FileStorage, SealKey, Sealed};
+use sesame_host::{NoDelay, Stsafe};
 
-use crate::chip_cmd::{host_keys_path, new_chip, open};
-use crate::link::{HostKeys, Link};
+use crate::factory::{self, FactoryDir, RealDisk};
+
+type Device = Agent<BusDevice, NoDelay>;
 
 struct Report {
     ok: usize,
@@ -35,225 +38,218 @@ impl Report {
     }
 }
 
-/// Reads the certificate from zone 0 as STSELib does: size from offset 2, 253-byte chunks.
-fn read_certificate(link: &Link) -> Result<Vec<u8>> {
-    let read = |offset: u16, len: u16| {
-        link.call(&Request::Read {
-            option: ZoneOption::NONE,
-            zone: 0,
-            offset,
-            len,
-        })?
-        .ok()
+const ADMIN: &str = "sesame-demo-operator-token";
+
+/// Starts the cloud on a loopback port in its own runtime thread; returns its URL.
+fn start_cloud(dir: &Path, command_key: &Path) -> Result<String> {
+    let cfg = sesame_cloud::Config {
+        db: format!("sqlite://{}", dir.join("cloud.db").display()),
+        admin_token: ADMIN.into(),
+        identity: "demo.sesame.cloud".into(),
+        command_key: Some(command_key.display().to_string()),
+        ..Default::default()
     };
-    let head = read(2, 2)?;
-    let size = u16::from_be_bytes([head[0], head[1]]) as usize + 4;
-    let mut cert = Vec::with_capacity(size);
-    while cert.len() < size {
-        let n = (size - cert.len()).min(253);
-        cert.extend(read(cert.len() as u16, n as u16)?);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let run = || -> Result<()> {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let service = sesame_cloud::build(cfg).await.map_err(|e| anyhow!("{e}"))?;
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let _ = tx.send(Ok(format!("http://{}", l.local_addr()?)));
+                sesame_cloud::serve(service, l, std::future::pending()).await?;
+                Ok(())
+            })
+        };
+        if let Err(e) = run() {
+            eprintln!("cloud stopped: {e:#}");
+        }
+    });
+    rx.recv().map_err(|_| anyhow!("the cloud did not start"))?
+}
+
+fn admin(url: &str, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+    let req = ureq::request(method, &format!("{url}{path}")).set("authorization", &format!("Bearer {ADMIN}"));
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) => Ok(r.into_json()?),
+        Err(ureq::Error::Status(s, r)) => bail!("{s}: {}", r.into_string().unwrap_or_default()),
+        Err(e) => bail!("{e}"),
     }
-    Ok(cert)
 }
 
-/// Parses the certificate, checks its self-signature, and returns its public key.
-fn check_certificate(der: &[u8]) -> Result<(String, p256::ecdsa::VerifyingKey)> {
-    use p256::ecdsa::signature::Verifier;
-    let cert = x509_cert::Certificate::from_der(der)?;
-    let spki = &cert.tbs_certificate.subject_public_key_info;
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())?;
-    let sig = p256::ecdsa::Signature::from_der(cert.signature.raw_bytes())?;
-    key.verify(&cert.tbs_certificate.to_der()?, &sig)
-        .map_err(|_| anyhow!("certificate signature does not verify"))?;
-    Ok((cert.tbs_certificate.subject.to_string(), key))
+fn open_device(image: &Path, key: &SealKey, url: &str) -> Result<Device> {
+    let chip = sesame_chip::Chip::open(Box::new(Sealed::new(FileStorage::new(image), key.clone())), ChipOptions::default())?;
+    let bus = Bus::new();
+    bus.attach(chip).map_err(|_| anyhow!("bus address taken"))?;
+    Ok(Agent::new(Stsafe::new(bus.device(), NoDelay, 0x20), url)?)
 }
 
-fn sign(link: &Link, digest: &[u8]) -> Result<p256::ecdsa::Signature> {
-    let data = link
-        .call(&Request::GenerateSignature { slot: 0, digest })?
-        .ok()?;
-    let mut r = Reader::new(&data);
-    let sig = Signature::read(&mut r)?;
-    r.finish()?;
-    Ok(p256::ecdsa::Signature::from_slice(
-        &[sig.r, sig.s].concat(),
-    )?)
-}
-
-fn authenticate(link: &Link) -> Result<(String, p256::ecdsa::VerifyingKey)> {
-    let product = link.call(&Request::Query(QueryTag::PRODUCT_DATA))?.ok()?;
-    let mask = sesame_wire::resp::product_data(&product)
-        .next()
-        .ok_or_else(|| anyhow!("empty product data"))??;
-    if sesame_wire::resp::chip_model(mask.value) != Some(sesame_wire::resp::ChipModel::A110) {
-        bail!("not an STSAFE-A110 (mask {})", hex::encode(mask.value));
+fn expect_refusal<T>(r: Result<T, AgentError>, status: u16, code: &str) -> Result<String> {
+    match r {
+        Err(AgentError::Refused { status: s, code: c, message }) if s == status && c == code => Ok(format!("refused ({s} {c}: {message})")),
+        Err(e) => bail!("refused, but not as expected: {e}"),
+        Ok(_) => bail!("accepted — it must not be"),
     }
-    let cert = read_certificate(link)?;
-    let (subject, key) = check_certificate(&cert)?;
-    let mut challenge = [0u8; 32];
-    OsRng.fill_bytes(&mut challenge);
-    let sig = sign(link, &challenge)?;
-    key.verify_prehash(&challenge, &sig)
-        .map_err(|_| anyhow!("challenge signature does not verify"))?;
-    Ok((subject, key))
 }
 
 pub fn run() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    println!("sesame demo (chip level) in {}", dir.path().display());
-    // The chips' images are sealed under a key that lives only as long as the demo.
-    let seal = sesame_chip::SealKey::generate();
-    let bus = Bus::new();
-    let mut report = Report {
-        ok: 0,
-        failed: vec![],
-    };
-    let devices = [
-        ("security camera", 0x20u8),
-        ("water pump", 0x21),
-        ("heart monitor", 0x22),
-    ];
-    println!("\n1. factory bench: personalize one chip per device");
-    let mut paths = Vec::new();
-    for (name, addr) in devices {
-        let path = dir.path().join(format!("{}.chip", name.replace(' ', "-")));
-        let r = new_chip(&path, CurveName::P256, addr, &seal).and_then(|c| {
-            let chip = open(&path, ChipOptions::default(), &seal)?;
-            bus.attach(chip)
-                .map_err(|_| anyhow!("address 0x{addr:02X} taken"))?;
-            Ok(format!(
-                "chip {} at I2C 0x{addr:02X}, key generated inside",
-                c.serial
-            ))
-        });
-        report.step(name, r);
-        paths.push(path);
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    println!("sesame demo in {}", dir.display());
+    let mut report = Report { ok: 0, failed: vec![] };
+    let fdir = dir.join("factory");
+    let batch = dir.join("batch");
+
+    println!("\n1. factory: root CA, family CA, command and firmware keys; personalize three chips");
+    report.step(
+        "factory",
+        factory::init(&fdir, "home-devices", sesame_pki::KeyAlg::P256)
+            .and_then(|_| factory::personalize(&fdir, "home-devices", 3, &batch, "p256", &RealDisk, false))
+            .map(|r| format!("3 chips, keys generated inside each, certificates by family 'home-devices' ({:.2} s)", r.seconds)),
+    );
+    let f = FactoryDir(fdir.clone());
+    let chip_key = SealKey::from_file(&f.chip_key()).map_err(|e| anyhow!("{e}"))?;
+    let manifest = std::fs::read_to_string(batch.join("manifest.jsonl")).unwrap_or_default();
+    let serials: Vec<String> = manifest.lines().filter_map(|l| sesame_pki::ManifestLine::parse(l).ok()).map(|l| l.serial).collect();
+    if serials.len() != 3 {
+        bail!("the factory did not produce three chips");
     }
 
-    println!("\n2. authentication: certificate check, fresh challenge, chip signature");
-    let mut keys = Vec::new();
-    for (name, addr) in devices {
-        let link = Link::new(bus.clone(), addr);
-        let r = authenticate(&link).map(|(subject, key)| {
-            keys.push((addr, key));
-            format!("genuine ({subject})")
-        });
-        report.step(name, r);
-    }
+    println!("\n2. cloud: start on embedded SQLite, trust the root, enroll the family (proof of possession)");
+    let url = start_cloud(dir, &f.command_key())?;
+    let family_der = sesame_pki::cert_from_pem(&std::fs::read_to_string(batch.join("family-bundle.pem"))?)?;
+    let family_key = std::fs::read_to_string(f.family("home-devices").join("ca.key.pem"))?;
+    report.step(
+        "enrollment",
+        (|| {
+            let root = sesame_pki::cert_from_pem(&std::fs::read_to_string(f.root())?)?;
+            admin(&url, "POST", "/v1/admin/roots", Some(json!({ "certificate": B64.encode(root) })))?;
+            let v = crate::cloud_cmd::enroll_family(&|m, p, b| admin(&url, m, p, b), &family_der, &family_key)?;
+            Ok(format!("cloud at {url}; family {} enrolled", v["name"]))
+        })(),
+    );
 
-    println!("\n3. signed telemetry and a usage counter");
-    for (addr, key) in &keys {
-        let link = Link::new(bus.clone(), *addr);
-        let r = (|| {
-            let msg = format!("serial-at-{addr:02x}|seq=1|temp=21.5C");
-            let digest = Sha256::digest(msg.as_bytes());
-            let sig = sign(&link, &digest)?;
-            key.verify_prehash(&digest, &sig)
-                .map_err(|_| anyhow!("telemetry signature does not verify"))?;
-            let data = link
-                .call(&Request::Decrement {
-                    option: ZoneOption::NONE,
-                    zone: 4,
-                    offset: 0,
-                    amount: 1,
-                    data: &[],
-                })?
-                .ok()?;
-            let left = u32::from_be_bytes(data[..4].try_into()?);
-            Ok(format!("\"{msg}\" signed and verified; uses left {left}"))
+    println!("\n3. devices authenticate (certificate, challenge, chip signature) and send encrypted, signed telemetry");
+    let names = ["security camera", "water pump", "heart monitor"];
+    let readings = ["motion=none frames=1800", "flow=12.5l/min pressure=2.1bar", "bpm=72 spo2=98"];
+    let mut devices: Vec<Device> = Vec::new();
+    for (i, serial) in serials.iter().enumerate() {
+        let r = (|| -> Result<String> {
+            let mut d = open_device(&batch.join("chips").join(format!("{serial}.chip")), &chip_key, &url)?;
+            d.login()?;
+            let seq = d.send_telemetry(readings[i].as_bytes())?;
+            devices.push(d);
+            Ok(format!("{serial} authenticated; telemetry #{seq} accepted"))
         })();
-        report.step(&format!("device 0x{addr:02X}"), r);
+        report.step(names[i], r);
     }
-
-    println!("\n4. host secure channel (C-MAC / R-MAC with the chip's host keys)");
-    let link = Link::new(bus.clone(), 0x20);
-    let hk: HostKeys = serde_json::from_slice(&std::fs::read(host_keys_path(&paths[0]))?)?;
-    let (mac, cipher) = hk.keys()?;
-    let mut session = link.open_session(mac, cipher)?;
-    let update = Request::Update {
-        option: ZoneOption::NONE,
-        zone: 1,
-        offset: 0,
-        data: b"calibration=42",
-    };
+    if devices.len() != 3 {
+        bail!("devices could not log in; stopping");
+    }
     report.step(
-        "protected update",
-        link.call_protected(&mut session, &update, (false, false), false)
-            .and_then(|a| a.ok())
-            .map(|_| "C-MAC accepted, R-MAC verified".into()),
+        "cloud telemetry",
+        admin(&url, "GET", &format!("/v1/admin/devices/{}/telemetry", serials[2]), None).map(|v| {
+            format!("decrypted in the cloud: {}", v["messages"][0]["payload"])
+        }),
     );
 
-    println!("\n5. refusals");
+    println!("\n4. a signed command to the actuator (water pump), verified by its chip");
+    let pump = &mut devices[1];
     report.step(
-        "tampered C-MAC",
-        link.call_protected(&mut session, &update, (false, false), true)
-            .and_then(|a| match a.status {
-                Status::INVALID_CMAC => Ok("refused with 0x16, counter unchanged".into()),
-                s => Err(anyhow!("expected 0x16, got {s:?}")),
-            }),
+        "command",
+        (|| {
+            admin(&url, "POST", &format!("/v1/admin/devices/{}/commands", serials[1]), Some(json!({ "body": "valve=open" })))?;
+            let done = pump.poll_commands(&mut |body| format!("{body} done"))?;
+            match done.first().map(|d| &d.1) {
+                Some(CommandOutcome::Executed(s)) => Ok(format!("executed '{s}', chip-signed receipt recorded")),
+                other => bail!("not executed: {other:?}"),
+            }
+        })(),
     );
+    report.step("usage counter", pump.use_consumable().map(|left| format!("filter use recorded, {left} uses left (one-way counter)")).map_err(Into::into));
+
+    println!("\n5. firmware update: signed release, verified by the chip, installed, verified again at boot");
+    let fw_dir = dir.join("pump-firmware");
+    let fw_key = std::fs::read_to_string(f.firmware_key())?;
+    let (v1, v2) = (b"pump firmware 1.0".to_vec(), b"pump firmware 2.0 with leak detection".to_vec());
     report.step(
-        "channel after tampering",
-        link.call_protected(&mut session, &update, (false, false), false)
-            .and_then(|a| a.ok())
-            .map(|_| "next protected command accepted".into()),
+        "update",
+        (|| {
+            for (v, img) in [(1, &v1), (2, &v2)] {
+                let m = crate::firmware::sign_release(&fw_key, v, img)?;
+                admin(&url, "POST", "/v1/admin/firmware", Some(json!({ "manifest": m, "image": B64.encode(img) })))?;
+            }
+            match pump.update_firmware(&fw_dir)? {
+                Some(Ok(v)) => Ok(format!("version {v} installed; anti-rollback counter raised")),
+                other => bail!("update failed: {other:?}"),
+            }
+        })(),
     );
+    report.step("boot", pump.boot(&fw_dir).map_err(Into::into).and_then(|r| r.map(|v| format!("version {v} verified by the chip")).map_err(|e| anyhow!(e.code()))));
+
+    println!("\n6. refusals");
     report.step(
         "cloned device",
         (|| {
-            // A counterfeit: the camera's genuine certificate copied onto another chip.
-            let cert = read_certificate(&Link::new(bus.clone(), 0x20))?;
-            let path = dir.path().join("clone.chip");
-            let storage = Box::new(sesame_chip::Sealed::new(
-                sesame_chip::FileStorage::new(&path),
-                seal.clone(),
-            ));
-            let mut config = sesame_chip::ChipConfig::new([0x02, 0xC1, 0, 0, 0, 0, 0, 0, 1]);
-            config.i2c_address = 0x23;
-            let mut fab = sesame_chip::Fab::new(config, storage, ChipOptions::default())?;
+            // The camera's genuine certificate, copied onto another chip with its own key.
+            let cert = devices[0].certificate().to_vec();
+            let clone = dir.join("clone.chip");
+            let storage = Box::new(Sealed::new(FileStorage::new(&clone), chip_key.clone()));
+            let mut fab = Fab::new(sesame_chip::ChipConfig::new([0x02, 0xC1, 0, 0, 0, 0, 0, 0, 1]), storage, ChipOptions::default())?;
             fab.generate_key(0, CurveName::P256)?;
             fab.write_zone(0, 0, &cert)?;
-            bus.attach(fab.finish()?)
-                .map_err(|_| anyhow!("address 0x23 taken"))?;
-            match authenticate(&Link::new(bus.clone(), 0x23)) {
-                Ok(_) => Err(anyhow!("a cloned certificate passed")),
-                Err(e) => Ok(format!("copied certificate, foreign key: {e}")),
+            fab.finish()?;
+            let mut d = open_device(&clone, &chip_key, &url)?;
+            expect_refusal(d.login(), 401, "bad_signature")
+        })(),
+    );
+    report.step(
+        "tampered command",
+        (|| {
+            admin(&url, "POST", &format!("/v1/admin/devices/{}/commands", serials[1]), Some(json!({ "body": "valve=close" })))?;
+            let log = admin(&url, "GET", &format!("/v1/admin/devices/{}/commands", serials[1]), None)?;
+            let mut c: sesame_agent::data::Command = serde_json::from_value(log["commands"][1].clone())?;
+            c.body = "valve=open;pressure=max".into();
+            match devices[1].handle_command(&c, &mut |_| "should not run".into())? {
+                CommandOutcome::Refused(why) => Ok(format!("not executed: {why}")),
+                CommandOutcome::Executed(_) => bail!("a tampered command ran"),
             }
         })(),
     );
     report.step(
-        "certificate overwrite",
-        link.call(&Request::Update {
-            option: ZoneOption::NONE,
-            zone: 0,
-            offset: 0,
-            data: &[0; 4],
-        })
-        .and_then(|a| match a.status {
-            Status::ACCESS_CONDITION_NOT_SATISFIED => Ok("zone 0 is read-only (0x11)".into()),
-            s => Err(anyhow!("expected 0x11, got {s:?}")),
-        }),
+        "replayed message",
+        (|| {
+            let body = devices[2].telemetry_body(b"bpm=73")?;
+            devices[2].post_telemetry(&body)?;
+            expect_refusal(devices[2].post_telemetry(&body), 409, "replay")
+        })(),
     );
     report.step(
-        "counter past zero",
-        link.call(&Request::Decrement {
-            option: ZoneOption::NONE,
-            zone: 4,
-            offset: 0,
-            amount: u32::MAX,
-            data: &[],
-        })
-        .and_then(|a| match a.status {
-            Status::COUNTER_LIMIT_EXCEEDED => Ok("one-way counter refuses (0x13)".into()),
-            s => Err(anyhow!("expected 0x13, got {s:?}")),
-        }),
+        "downgraded firmware",
+        (|| {
+            let m = crate::firmware::sign_release(&fw_key, 1, &v1)?;
+            match devices[1].install_firmware(&fw_dir, &m, &v1)? {
+                Err(FirmwareRefusal::Downgrade) => Ok("properly signed version 1 refused: below the anti-rollback counter".into()),
+                other => bail!("expected a downgrade refusal, got {other:?}"),
+            }
+        })(),
+    );
+    report.step(
+        "tampered image",
+        (|| {
+            std::fs::write(fw_dir.join("installed.bin"), b"pump firmware 2.0 with leak detectioN")?;
+            match devices[1].boot(&fw_dir)? {
+                Err(e) => Ok(format!("does not boot: {}", e.code())),
+                Ok(v) => bail!("a tampered image booted as version {v}"),
+            }
+        })(),
     );
 
-    println!(
-        "\nsummary: {} steps ok, {} failed",
-        report.ok,
-        report.failed.len()
-    );
+    println!("\nsummary: {} steps ok, {} failed", report.ok, report.failed.len());
     if !report.failed.is_empty() {
         bail!("demo steps failed: {}", report.failed.join(", "));
     }

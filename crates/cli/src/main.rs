@@ -4,9 +4,11 @@
 
 mod bench;
 mod chip_cmd;
+mod cloud_cmd;
 mod demo;
+mod device_cmd;
 mod factory;
-mod link;
+mod firmware;
 mod selfcert;
 
 use std::path::PathBuf;
@@ -33,12 +35,38 @@ enum Command {
     /// Software STSAFE-A110 chips.
     #[command(subcommand)]
     Chip(ChipCommand),
+    /// Firmware releases.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
+    /// The cloud service and its operator API.
+    #[command(subcommand)]
+    Cloud(cloud_cmd::CloudCommand),
     /// The secure fab: CAs, families, batch personalization.
     #[command(subcommand)]
     Factory(FactoryCommand),
     /// Benchmarks that print rates and ratios against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Talk to a chip through the host driver: info, certificate, authentication, zones.
+    Device(device_cmd::DeviceArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum FirmwareCommand {
+    /// Write a signed release manifest (version, SHA-256, size, signature) for an image.
+    Sign {
+        /// Firmware-signing key (PKCS#8 PEM, from `sesame factory init`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Release version (the chip's anti-rollback counter refuses lower ones).
+        #[arg(long)]
+        version: u32,
+        /// The image.
+        image: PathBuf,
+        /// Manifest file to write (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,6 +265,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out.join("manifest.jsonl").display()
             );
             Ok(())
+        }
+        Command::Device(args) => device_cmd::run(args),
+        Command::Cloud(cmd) => cloud_cmd::run(cmd),
+        Command::Firmware(FirmwareCommand::Sign { key, version, image, out }) => {
+            firmware::sign_cmd(&key, version, &image, out.as_deref())
         }
         Command::Bench(BenchCommand::Factory { count, dir }) => {
             bench::factory(count, dir.as_deref())
