@@ -1,0 +1,165 @@
+//! `sesame cloud` as an operator runs it: serve (child process, SQLite), trust the factory's
+//! root, enroll its family with a proof of possession, list, revoke, read the audit log.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const TOKEN: &str = "cli-cloud-test-admin-token";
+
+fn sesame(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args(args)
+        .current_dir(dir)
+        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn serve_enroll_revoke_audit() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    assert!(
+        sesame(&["factory", "init", "--dir", "f", "--family", "cams"], d)
+            .status
+            .success()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args([
+            "cloud",
+            "serve",
+            "--db",
+            "sqlite://cloud.db",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if ureq::get(&format!("{url}/healthz")).call().is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(up, "cloud did not come up");
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--url", &url]);
+        sesame(&a, d)
+    };
+    let o = run(&["cloud", "trust-root", "f/root.pem"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The wrong key for the family: the proof of possession fails.
+    let o = run(&[
+        "cloud",
+        "enroll-family",
+        "--bundle",
+        "f/families/cams/ca.pem",
+        "--key",
+        "f/root.key.pem",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("proof_of_possession"), "{}", text(&o));
+    let o = run(&[
+        "cloud",
+        "enroll-family",
+        "--bundle",
+        "f/families/cams/ca.pem",
+        "--key",
+        "f/families/cams/ca.key.pem",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("enrolled family \"cams\""),
+        "{}",
+        text(&o)
+    );
+    // A device enrolled one by one, listed, revoked, and the audit trail.
+    assert!(sesame(&["chip", "key", "--out", "k"], d).status.success());
+    assert!(
+        sesame(&["chip", "new", "--out", "c.chip", "--key-file", "k"], d)
+            .status
+            .success()
+    );
+    let o = sesame(
+        &["chip", "inspect", "c.chip", "--key-file", "k", "--json"],
+        d,
+    );
+    let serial = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = sesame(
+        &[
+            "device",
+            "cert",
+            "--image",
+            "c.chip",
+            "--key-file",
+            "k",
+            "--out",
+            "c.der",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["cloud", "enroll-device", "c.der"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["cloud", "devices", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["devices"][0]["serial"], serial.as_str());
+    assert!(run(&["cloud", "revoke", "--serial", &serial])
+        .status
+        .success());
+    let o = run(&["cloud", "devices", &serial, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["certificates"][0]["revoked"], true);
+    let o = run(&["cloud", "audit", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for e in [
+        "trust_root",
+        "enroll_family_refused",
+        "enroll_family",
+        "enroll_device",
+        "revoke_device",
+    ] {
+        assert!(events.contains(&e), "{e} missing from {events:?}");
+    }
+    // Without the token: a clear refusal.
+    let o = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args(["cloud", "devices", "--url", &url, "--token", "wrong"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("401"), "{}", text(&o));
+    child.kill().unwrap();
+    let _ = child.wait();
+}
