@@ -299,3 +299,11 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         ))
     }
 }
+
+impl<I2C, D> Agent<I2C, D> {
+    /// Replaces the HTTP client, e.g. with one shared by many simulated devices so they share
+    /// one connection pool (a fleet simulation cannot hold one socket per device).
+    pub fn set_http(&mut self, http: ureq::Agent) {
+        self.http = http;
+    }
+}

@@ -234,5 +234,3 @@ pub struct HostKeys {
     /// Hex of the 16-byte cipher key.
     pub cipher: String,
 }
-
-

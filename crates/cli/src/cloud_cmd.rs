@@ -66,6 +66,16 @@ pub enum CloudCommand {
         #[arg(long)]
         family: Option<String>,
     },
+    /// Publish a signed firmware release (`sesame firmware sign`) for devices to fetch.
+    PublishFirmware {
+        #[command(flatten)]
+        op: Operator,
+        /// The manifest JSON.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The image.
+        image: PathBuf,
+    },
     /// The audit log, by device and time.
     Audit {
         #[command(flatten)]
@@ -104,7 +114,11 @@ impl Operator {
             Ok(rsp) => Ok(rsp.into_json()?),
             Err(ureq::Error::Status(code, rsp)) => {
                 let v: Value = rsp.into_json().unwrap_or_default();
-                bail!("cloud refused ({code} {}): {}", v["error"].as_str().unwrap_or("?"), v["message"].as_str().unwrap_or(""))
+                bail!(
+                    "cloud refused ({code} {}): {}",
+                    v["error"].as_str().unwrap_or("?"),
+                    v["message"].as_str().unwrap_or("")
+                )
             }
             Err(e) => Err(anyhow!("cannot reach {}: {e}", self.url)),
         }
@@ -130,7 +144,9 @@ fn cert_file(path: &Path) -> Result<Vec<u8>> {
 
 fn serve(config: Option<PathBuf>, db: Option<String>, listen: Option<String>) -> Result<()> {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .json()
         .try_init();
     let mut cfg = sesame_cloud::Config::load(config.as_deref()).map_err(|e| anyhow!(e))?;
@@ -147,7 +163,8 @@ fn serve(config: Option<PathBuf>, db: Option<String>, listen: Option<String>) ->
         let service = sesame_cloud::build(cfg).await.map_err(|e| anyhow!("{e}"))?;
         match tls {
             Some((cert, key)) => {
-                let l = std::net::TcpListener::bind(&listen).with_context(|| format!("cannot listen on {listen}"))?;
+                let l = std::net::TcpListener::bind(&listen)
+                    .with_context(|| format!("cannot listen on {listen}"))?;
                 eprintln!("sesame cloud on https://{}", l.local_addr()?);
                 let handle = sesame_cloud::Handle::new();
                 let h = handle.clone();
@@ -155,10 +172,13 @@ fn serve(config: Option<PathBuf>, db: Option<String>, listen: Option<String>) ->
                     let _ = tokio::signal::ctrl_c().await;
                     h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
                 });
-                sesame_cloud::serve_tls(service, l, Path::new(&cert), Path::new(&key), handle).await?;
+                sesame_cloud::serve_tls(service, l, Path::new(&cert), Path::new(&key), handle)
+                    .await?;
             }
             None => {
-                let l = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                let l = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
                 eprintln!("sesame cloud on http://{}", l.local_addr()?);
                 sesame_cloud::serve(service, l, async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -170,8 +190,15 @@ fn serve(config: Option<PathBuf>, db: Option<String>, listen: Option<String>) ->
     })
 }
 
+/// An operator API call: method, path, body.
+pub type OperatorCall<'a> = dyn Fn(&str, &str, Option<Value>) -> Result<Value> + 'a;
+
 /// Enrolls a family: get a code, sign it with the family key (P-256 or P-384), post.
-pub fn enroll_family(op_call: &dyn Fn(&str, &str, Option<Value>) -> Result<Value>, family_der: &[u8], key_pem: &str) -> Result<Value> {
+pub fn enroll_family(
+    op_call: &OperatorCall<'_>,
+    family_der: &[u8],
+    key_pem: &str,
+) -> Result<Value> {
     use p256::pkcs8::DecodePrivateKey;
     let code = op_call("POST", "/v1/admin/families/code", None)?["code"]
         .as_str()
@@ -181,14 +208,17 @@ pub fn enroll_family(op_call: &dyn Fn(&str, &str, Option<Value>) -> Result<Value
         let s: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&k, code.as_bytes());
         s.to_der().as_bytes().to_vec()
     } else {
-        let k = p384::ecdsa::SigningKey::from_pkcs8_pem(key_pem).map_err(|e| anyhow!("family key: {e}"))?;
+        let k = p384::ecdsa::SigningKey::from_pkcs8_pem(key_pem)
+            .map_err(|e| anyhow!("family key: {e}"))?;
         let s: p384::ecdsa::Signature = p384::ecdsa::signature::Signer::sign(&k, code.as_bytes());
         s.to_der().as_bytes().to_vec()
     };
     op_call(
         "POST",
         "/v1/admin/families",
-        Some(json!({ "certificate": B64.encode(family_der), "code": code, "signature": B64.encode(sig) })),
+        Some(
+            json!({ "certificate": B64.encode(family_der), "code": code, "signature": B64.encode(sig) }),
+        ),
     )
 }
 
@@ -197,18 +227,33 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
     match cmd {
         CloudCommand::Serve { config, db, listen } => serve(config, db, listen),
         CloudCommand::TrustRoot { op, root } => {
-            let v = op.call("POST", "/v1/admin/roots", Some(json!({ "certificate": B64.encode(cert_file(&root)?) })))?;
-            op.print(&v, |v| println!("trusted root {} ({})", v["subject"], v["fingerprint"]))
+            let v = op.call(
+                "POST",
+                "/v1/admin/roots",
+                Some(json!({ "certificate": B64.encode(cert_file(&root)?) })),
+            )?;
+            op.print(&v, |v| {
+                println!("trusted root {} ({})", v["subject"], v["fingerprint"])
+            })
         }
         CloudCommand::EnrollFamily { op, bundle, key } => {
             let der = cert_file(&bundle)?;
-            let key = std::fs::read_to_string(&key).with_context(|| format!("cannot read {}", key.display()))?;
+            let key = std::fs::read_to_string(&key)
+                .with_context(|| format!("cannot read {}", key.display()))?;
             let v = enroll_family(&|m, p, b| op.call(m, p, b), &der, &key)?;
-            op.print(&v, |v| println!("enrolled family {} ({})", v["name"], v["fingerprint"]))
+            op.print(&v, |v| {
+                println!("enrolled family {} ({})", v["name"], v["fingerprint"])
+            })
         }
         CloudCommand::EnrollDevice { op, cert } => {
-            let v = op.call("POST", "/v1/admin/devices", Some(json!({ "certificate": B64.encode(cert_file(&cert)?) })))?;
-            op.print(&v, |v| println!("enrolled device {} ({})", v["serial"], v["fingerprint"]))
+            let v = op.call(
+                "POST",
+                "/v1/admin/devices",
+                Some(json!({ "certificate": B64.encode(cert_file(&cert)?) })),
+            )?;
+            op.print(&v, |v| {
+                println!("enrolled device {} ({})", v["serial"], v["fingerprint"])
+            })
         }
         CloudCommand::Devices { op, serial } => {
             let v = match &serial {
@@ -216,21 +261,59 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
                 None => op.call("GET", "/v1/admin/devices", None)?,
             };
             op.print(&v, |v| {
-                let list = v["devices"].as_array().or_else(|| v["certificates"].as_array()).cloned().unwrap_or_default();
+                let list = v["devices"]
+                    .as_array()
+                    .or_else(|| v["certificates"].as_array())
+                    .cloned()
+                    .unwrap_or_default();
                 for d in list {
                     println!(
                         "{}  {}  {}{}",
                         d["serial"].as_str().unwrap_or(""),
-                        if d["enrolled"] == true { "enrolled" } else { "family" },
+                        if d["enrolled"] == true {
+                            "enrolled"
+                        } else {
+                            "family"
+                        },
                         if d["revoked"] == true { "REVOKED " } else { "" },
                         d["fingerprint"].as_str().unwrap_or("")
                     );
                 }
             })
         }
-        CloudCommand::Revoke { op, serial, fingerprint, family } => {
-            let v = op.call("POST", "/v1/admin/revoke", Some(json!({ "serial": serial, "fingerprint": fingerprint, "family": family })))?;
+        CloudCommand::Revoke {
+            op,
+            serial,
+            fingerprint,
+            family,
+        } => {
+            let v = op.call(
+                "POST",
+                "/v1/admin/revoke",
+                Some(json!({ "serial": serial, "fingerprint": fingerprint, "family": family })),
+            )?;
             op.print(&v, |v| println!("revoked {}", v["revoked"]))
+        }
+        CloudCommand::PublishFirmware {
+            op,
+            manifest,
+            image,
+        } => {
+            let m: Value = serde_json::from_slice(
+                &std::fs::read(&manifest)
+                    .with_context(|| format!("cannot read {}", manifest.display()))?,
+            )
+            .with_context(|| format!("{} is not a manifest", manifest.display()))?;
+            let img = std::fs::read(&image)
+                .with_context(|| format!("cannot read {}", image.display()))?;
+            let v = op.call(
+                "POST",
+                "/v1/admin/firmware",
+                Some(json!({ "manifest": m, "image": B64.encode(img) })),
+            )?;
+            op.print(&v, |v| {
+                println!("released firmware version {}", v["version"])
+            })
         }
         CloudCommand::Audit { op, serial, since } => {
             let mut q = format!("/v1/admin/audit?since={}", since.unwrap_or(0));
@@ -240,7 +323,13 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             let v = op.call("GET", &q, None)?;
             op.print(&v, |v| {
                 for e in v["events"].as_array().cloned().unwrap_or_default() {
-                    println!("{}  {:<22} {}  {}", e["at"], e["event"].as_str().unwrap_or(""), e["serial"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or(""));
+                    println!(
+                        "{}  {:<22} {}  {}",
+                        e["at"],
+                        e["event"].as_str().unwrap_or(""),
+                        e["serial"].as_str().unwrap_or(""),
+                        e["reason"].as_str().unwrap_or("")
+                    );
                 }
             })
         }

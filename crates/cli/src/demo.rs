@@ -69,7 +69,8 @@ fn start_cloud(dir: &Path, command_key: &Path) -> Result<String> {
 }
 
 fn admin(url: &str, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
-    let req = ureq::request(method, &format!("{url}{path}")).set("authorization", &format!("Bearer {ADMIN}"));
+    let req = ureq::request(method, &format!("{url}{path}"))
+        .set("authorization", &format!("Bearer {ADMIN}"));
     let r = match body {
         Some(b) => req.send_json(b),
         None => req.call(),
@@ -82,7 +83,10 @@ fn admin(url: &str, method: &str, path: &str, body: Option<Value>) -> Result<Val
 }
 
 fn open_device(image: &Path, key: &SealKey, url: &str) -> Result<Device> {
-    let chip = sesame_chip::Chip::open(Box::new(Sealed::new(FileStorage::new(image), key.clone())), ChipOptions::default())?;
+    let chip = sesame_chip::Chip::open(
+        Box::new(Sealed::new(FileStorage::new(image), key.clone())),
+        ChipOptions::default(),
+    )?;
     let bus = Bus::new();
     bus.attach(chip).map_err(|_| anyhow!("bus address taken"))?;
     Ok(Agent::new(Stsafe::new(bus.device(), NoDelay, 0x20), url)?)
@@ -90,7 +94,11 @@ fn open_device(image: &Path, key: &SealKey, url: &str) -> Result<Device> {
 
 fn expect_refusal<T>(r: Result<T, AgentError>, status: u16, code: &str) -> Result<String> {
     match r {
-        Err(AgentError::Refused { status: s, code: c, message }) if s == status && c == code => Ok(format!("refused ({s} {c}: {message})")),
+        Err(AgentError::Refused {
+            status: s,
+            code: c,
+            message,
+        }) if s == status && c == code => Ok(format!("refused ({s} {c}: {message})")),
         Err(e) => bail!("refused, but not as expected: {e}"),
         Ok(_) => bail!("accepted — it must not be"),
     }
@@ -100,11 +108,16 @@ pub fn run() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     println!("sesame demo in {}", dir.display());
-    let mut report = Report { ok: 0, failed: vec![] };
+    let mut report = Report {
+        ok: 0,
+        failed: vec![],
+    };
     let fdir = dir.join("factory");
     let batch = dir.join("batch");
 
-    println!("\n1. factory: root CA, family CA, command and firmware keys; personalize three chips");
+    println!(
+        "\n1. factory: root CA, family CA, command and firmware keys; personalize three chips"
+    );
     report.step(
         "factory",
         factory::init(&fdir, "home-devices", sesame_pki::KeyAlg::P256)
@@ -114,32 +127,54 @@ pub fn run() -> Result<()> {
     let f = FactoryDir(fdir.clone());
     let chip_key = SealKey::from_file(&f.chip_key()).map_err(|e| anyhow!("{e}"))?;
     let manifest = std::fs::read_to_string(batch.join("manifest.jsonl")).unwrap_or_default();
-    let serials: Vec<String> = manifest.lines().filter_map(|l| sesame_pki::ManifestLine::parse(l).ok()).map(|l| l.serial).collect();
+    let serials: Vec<String> = manifest
+        .lines()
+        .filter_map(|l| sesame_pki::ManifestLine::parse(l).ok())
+        .map(|l| l.serial)
+        .collect();
     if serials.len() != 3 {
         bail!("the factory did not produce three chips");
     }
 
     println!("\n2. cloud: start on embedded SQLite, trust the root, enroll the family (proof of possession)");
     let url = start_cloud(dir, &f.command_key())?;
-    let family_der = sesame_pki::cert_from_pem(&std::fs::read_to_string(batch.join("family-bundle.pem"))?)?;
+    let family_der =
+        sesame_pki::cert_from_pem(&std::fs::read_to_string(batch.join("family-bundle.pem"))?)?;
     let family_key = std::fs::read_to_string(f.family("home-devices").join("ca.key.pem"))?;
     report.step(
         "enrollment",
         (|| {
             let root = sesame_pki::cert_from_pem(&std::fs::read_to_string(f.root())?)?;
-            admin(&url, "POST", "/v1/admin/roots", Some(json!({ "certificate": B64.encode(root) })))?;
-            let v = crate::cloud_cmd::enroll_family(&|m, p, b| admin(&url, m, p, b), &family_der, &family_key)?;
+            admin(
+                &url,
+                "POST",
+                "/v1/admin/roots",
+                Some(json!({ "certificate": B64.encode(root) })),
+            )?;
+            let v = crate::cloud_cmd::enroll_family(
+                &|m, p, b| admin(&url, m, p, b),
+                &family_der,
+                &family_key,
+            )?;
             Ok(format!("cloud at {url}; family {} enrolled", v["name"]))
         })(),
     );
 
     println!("\n3. devices authenticate (certificate, challenge, chip signature) and send encrypted, signed telemetry");
     let names = ["security camera", "water pump", "heart monitor"];
-    let readings = ["motion=none frames=1800", "flow=12.5l/min pressure=2.1bar", "bpm=72 spo2=98"];
+    let readings = [
+        "motion=none frames=1800",
+        "flow=12.5l/min pressure=2.1bar",
+        "bpm=72 spo2=98",
+    ];
     let mut devices: Vec<Device> = Vec::new();
     for (i, serial) in serials.iter().enumerate() {
         let r = (|| -> Result<String> {
-            let mut d = open_device(&batch.join("chips").join(format!("{serial}.chip")), &chip_key, &url)?;
+            let mut d = open_device(
+                &batch.join("chips").join(format!("{serial}.chip")),
+                &chip_key,
+                &url,
+            )?;
             d.login()?;
             let seq = d.send_telemetry(readings[i].as_bytes())?;
             devices.push(d);
@@ -152,9 +187,13 @@ pub fn run() -> Result<()> {
     }
     report.step(
         "cloud telemetry",
-        admin(&url, "GET", &format!("/v1/admin/devices/{}/telemetry", serials[2]), None).map(|v| {
-            format!("decrypted in the cloud: {}", v["messages"][0]["payload"])
-        }),
+        admin(
+            &url,
+            "GET",
+            &format!("/v1/admin/devices/{}/telemetry", serials[2]),
+            None,
+        )
+        .map(|v| format!("decrypted in the cloud: {}", v["messages"][0]["payload"])),
     );
 
     println!("\n4. a signed command to the actuator (water pump), verified by its chip");
@@ -162,34 +201,62 @@ pub fn run() -> Result<()> {
     report.step(
         "command",
         (|| {
-            admin(&url, "POST", &format!("/v1/admin/devices/{}/commands", serials[1]), Some(json!({ "body": "valve=open" })))?;
+            admin(
+                &url,
+                "POST",
+                &format!("/v1/admin/devices/{}/commands", serials[1]),
+                Some(json!({ "body": "valve=open" })),
+            )?;
             let done = pump.poll_commands(&mut |body| format!("{body} done"))?;
             match done.first().map(|d| &d.1) {
-                Some(CommandOutcome::Executed(s)) => Ok(format!("executed '{s}', chip-signed receipt recorded")),
+                Some(CommandOutcome::Executed(s)) => {
+                    Ok(format!("executed '{s}', chip-signed receipt recorded"))
+                }
                 other => bail!("not executed: {other:?}"),
             }
         })(),
     );
-    report.step("usage counter", pump.use_consumable().map(|left| format!("filter use recorded, {left} uses left (one-way counter)")).map_err(Into::into));
+    report.step(
+        "usage counter",
+        pump.use_consumable()
+            .map(|left| format!("filter use recorded, {left} uses left (one-way counter)"))
+            .map_err(Into::into),
+    );
 
     println!("\n5. firmware update: signed release, verified by the chip, installed, verified again at boot");
     let fw_dir = dir.join("pump-firmware");
     let fw_key = std::fs::read_to_string(f.firmware_key())?;
-    let (v1, v2) = (b"pump firmware 1.0".to_vec(), b"pump firmware 2.0 with leak detection".to_vec());
+    let (v1, v2) = (
+        b"pump firmware 1.0".to_vec(),
+        b"pump firmware 2.0 with leak detection".to_vec(),
+    );
     report.step(
         "update",
         (|| {
             for (v, img) in [(1, &v1), (2, &v2)] {
                 let m = crate::firmware::sign_release(&fw_key, v, img)?;
-                admin(&url, "POST", "/v1/admin/firmware", Some(json!({ "manifest": m, "image": B64.encode(img) })))?;
+                admin(
+                    &url,
+                    "POST",
+                    "/v1/admin/firmware",
+                    Some(json!({ "manifest": m, "image": B64.encode(img) })),
+                )?;
             }
             match pump.update_firmware(&fw_dir)? {
-                Some(Ok(v)) => Ok(format!("version {v} installed; anti-rollback counter raised")),
+                Some(Ok(v)) => Ok(format!(
+                    "version {v} installed; anti-rollback counter raised"
+                )),
                 other => bail!("update failed: {other:?}"),
             }
         })(),
     );
-    report.step("boot", pump.boot(&fw_dir).map_err(Into::into).and_then(|r| r.map(|v| format!("version {v} verified by the chip")).map_err(|e| anyhow!(e.code()))));
+    report.step(
+        "boot",
+        pump.boot(&fw_dir).map_err(Into::into).and_then(|r| {
+            r.map(|v| format!("version {v} verified by the chip"))
+                .map_err(|e| anyhow!(e.code()))
+        }),
+    );
 
     println!("\n6. refusals");
     report.step(
@@ -199,7 +266,11 @@ pub fn run() -> Result<()> {
             let cert = devices[0].certificate().to_vec();
             let clone = dir.join("clone.chip");
             let storage = Box::new(Sealed::new(FileStorage::new(&clone), chip_key.clone()));
-            let mut fab = Fab::new(sesame_chip::ChipConfig::new([0x02, 0xC1, 0, 0, 0, 0, 0, 0, 1]), storage, ChipOptions::default())?;
+            let mut fab = Fab::new(
+                sesame_chip::ChipConfig::new([0x02, 0xC1, 0, 0, 0, 0, 0, 0, 1]),
+                storage,
+                ChipOptions::default(),
+            )?;
             fab.generate_key(0, CurveName::P256)?;
             fab.write_zone(0, 0, &cert)?;
             fab.finish()?;
@@ -210,9 +281,20 @@ pub fn run() -> Result<()> {
     report.step(
         "tampered command",
         (|| {
-            admin(&url, "POST", &format!("/v1/admin/devices/{}/commands", serials[1]), Some(json!({ "body": "valve=close" })))?;
-            let log = admin(&url, "GET", &format!("/v1/admin/devices/{}/commands", serials[1]), None)?;
-            let mut c: sesame_agent::data::Command = serde_json::from_value(log["commands"][1].clone())?;
+            admin(
+                &url,
+                "POST",
+                &format!("/v1/admin/devices/{}/commands", serials[1]),
+                Some(json!({ "body": "valve=close" })),
+            )?;
+            let log = admin(
+                &url,
+                "GET",
+                &format!("/v1/admin/devices/{}/commands", serials[1]),
+                None,
+            )?;
+            let mut c: sesame_agent::data::Command =
+                serde_json::from_value(log["commands"][1].clone())?;
             c.body = "valve=open;pressure=max".into();
             match devices[1].handle_command(&c, &mut |_| "should not run".into())? {
                 CommandOutcome::Refused(why) => Ok(format!("not executed: {why}")),
@@ -233,7 +315,9 @@ pub fn run() -> Result<()> {
         (|| {
             let m = crate::firmware::sign_release(&fw_key, 1, &v1)?;
             match devices[1].install_firmware(&fw_dir, &m, &v1)? {
-                Err(FirmwareRefusal::Downgrade) => Ok("properly signed version 1 refused: below the anti-rollback counter".into()),
+                Err(FirmwareRefusal::Downgrade) => {
+                    Ok("properly signed version 1 refused: below the anti-rollback counter".into())
+                }
                 other => bail!("expected a downgrade refusal, got {other:?}"),
             }
         })(),
@@ -241,7 +325,10 @@ pub fn run() -> Result<()> {
     report.step(
         "tampered image",
         (|| {
-            std::fs::write(fw_dir.join("installed.bin"), b"pump firmware 2.0 with leak detectioN")?;
+            std::fs::write(
+                fw_dir.join("installed.bin"),
+                b"pump firmware 2.0 with leak detectioN",
+            )?;
             match devices[1].boot(&fw_dir)? {
                 Err(e) => Ok(format!("does not boot: {}", e.code())),
                 Ok(v) => bail!("a tampered image booted as version {v}"),
@@ -249,7 +336,11 @@ pub fn run() -> Result<()> {
         })(),
     );
 
-    println!("\nsummary: {} steps ok, {} failed", report.ok, report.failed.len());
+    println!(
+        "\nsummary: {} steps ok, {} failed",
+        report.ok,
+        report.failed.len()
+    );
     if !report.failed.is_empty() {
         bail!("demo steps failed: {}", report.failed.join(", "));
     }

@@ -18,14 +18,17 @@ use sesame_host::{ProductInfo, Stsafe, ZoneAccess};
 
 use crate::chip_cmd;
 
+mod cloud;
 mod view;
+mod zones;
 
 use view::hex_arg;
+use zones::{CounterCommand, ZoneCommand};
 
 /// `sesame device`: where the chip is (global options), then what to do with it.
 #[derive(Args, Debug)]
 pub struct DeviceArgs {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Chip and output")]
     target: Target,
     #[command(subcommand)]
     command: DeviceCommand,
@@ -95,54 +98,27 @@ enum DeviceCommand {
     /// One-way counters.
     #[command(subcommand)]
     Counter(CounterCommand),
-}
-
-#[derive(Subcommand, Debug)]
-enum ZoneCommand {
-    /// Read bytes of a zone (hex); a counter zone also shows its counter.
-    Read {
+    /// Authenticate to the cloud (certificate, challenge, chip signature) and get a session.
+    Login {
+        /// Cloud base URL.
         #[arg(long)]
-        zone: u8,
-        #[arg(long, default_value_t = 0)]
-        offset: u16,
-        #[arg(long)]
-        len: usize,
-        /// Use C-MAC + R-MAC with the host keys (opens a session).
-        #[arg(long)]
-        mac: bool,
+        cloud: String,
     },
-    /// Write bytes into a plain zone.
-    Write {
+    /// Log in, then install a newer firmware release if the cloud has one (chip-verified).
+    Update {
+        /// Cloud base URL.
         #[arg(long)]
-        zone: u8,
-        #[arg(long, default_value_t = 0)]
-        offset: u16,
-        /// The bytes, hex.
+        cloud: String,
+        /// Where the device keeps its installed firmware.
         #[arg(long)]
-        data: String,
-        /// Use C-MAC + R-MAC with the host keys (opens a session).
-        #[arg(long)]
-        mac: bool,
+        dir: PathBuf,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum CounterCommand {
-    /// Decrement a one-way counter (optionally writing its data segment); prints the new value.
-    Decrement {
+    /// Verify the installed firmware through the chip, as at each start; exit 1 if it must
+    /// not boot (tampered, wrong key, below the anti-rollback counter, missing).
+    Boot {
+        /// Where the device keeps its installed firmware.
         #[arg(long)]
-        zone: u8,
-        #[arg(long)]
-        amount: u32,
-        /// Bytes to write into the zone's data segment in the same operation, hex.
-        #[arg(long)]
-        data: Option<String>,
-        /// Offset of --data in the data segment.
-        #[arg(long, default_value_t = 0)]
-        offset: u16,
-        /// Use C-MAC + R-MAC with the host keys (opens a session).
-        #[arg(long)]
-        mac: bool,
+        dir: PathBuf,
     },
 }
 
@@ -191,9 +167,9 @@ pub fn run(args: DeviceArgs) -> Result<()> {
             Device::start(bus.device(), address, place, host_keys, json)?.run(command)
         }
         (Some(_), Some(_)) => bail!("give either --bus or --image, not both"),
-        (None, None) => bail!(
-            "where is the chip? pass --bus ADDR (a `sesame chip serve`) or --image FILE"
-        ),
+        (None, None) => {
+            bail!("where is the chip? pass --bus ADDR (a `sesame chip serve`) or --image FILE")
+        }
     }
 }
 
@@ -212,7 +188,7 @@ fn default_host_keys(image: &Path) -> Option<PathBuf> {
     batch.exists().then_some(batch)
 }
 
-/// A started driver and where it talks to.
+/// A started driver, the host keys for `--mac`, and the output format.
 struct Device<I: I2c> {
     se: Stsafe<I, StdDelay>,
     product: ProductInfo,
@@ -266,9 +242,10 @@ where
         if !mac {
             return Ok(ZoneAccess::default());
         }
-        let path = self.host_keys.clone().ok_or_else(|| {
-            anyhow!("--mac needs the chip's host keys: pass --host-keys FILE")
-        })?;
+        let path = self
+            .host_keys
+            .clone()
+            .ok_or_else(|| anyhow!("--mac needs the chip's host keys: pass --host-keys FILE"))?;
         let (mac_key, cipher_key) = view::load_host_keys(&path, &self.serial())?;
         self.se
             .open_session(&mac_key, &cipher_key)
@@ -295,6 +272,9 @@ where
                 data,
                 mac,
             }) => self.zone_write(zone, offset, &data, mac),
+            DeviceCommand::Login { cloud } => cloud::login(self, &cloud),
+            DeviceCommand::Update { cloud, dir } => cloud::update(self, &cloud, &dir),
+            DeviceCommand::Boot { dir } => cloud::boot(self, &dir),
             DeviceCommand::Counter(CounterCommand::Decrement {
                 zone,
                 amount,
@@ -373,8 +353,7 @@ where
 
     fn authenticate(&mut self, ca_path: &Path) -> Result<()> {
         let ca = view::load_ca(ca_path)?;
-        let ca_subject =
-            view::subject(&ca).unwrap_or_else(|| ca_path.display().to_string());
+        let ca_subject = view::subject(&ca).unwrap_or_else(|| ca_path.display().to_string());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -443,85 +422,6 @@ where
             json!({"slot": slot, "digest": hex::encode(&digest), "signature": rs,
                    "r": hex::encode(sig.r()), "s": hex::encode(sig.s()), "der": der}),
             || format!("{rs}\nDER {der}"),
-        )
-    }
-
-    fn zone_read(&mut self, zone: u8, offset: u16, len: usize, mac: bool) -> Result<()> {
-        let record = self
-            .se
-            .query_data_partition()?
-            .find(|z| z.index == zone)
-            .ok_or_else(|| anyhow!("the chip has no zone {zone}"))?;
-        let access = self.access(mac)?;
-        let mut data = vec![0u8; len];
-        let mut counter = None;
-        let what = || format!("cannot read zone {zone}");
-        if record.counter.is_some() {
-            // Each Read of a counter zone answers the counter, then the data.
-            for (i, chunk) in data.chunks_mut(sesame_host::CHUNK).enumerate() {
-                let at = u16::try_from(offset as usize + i * sesame_host::CHUNK)
-                    .context("--offset + --len past 65535")?;
-                let c = self.se.read_counter_with(zone, at, chunk, access);
-                counter = Some(c.with_context(what)?);
-            }
-            if counter.is_none() {
-                let c = self.se.read_counter_with(zone, offset, &mut [], access);
-                counter = Some(c.with_context(what)?);
-            }
-        } else {
-            self.se
-                .read_zone_with(zone, offset, &mut data, access)
-                .with_context(what)?;
-        }
-        let h = hex::encode(&data);
-        self.emit(
-            json!({"zone": zone, "offset": offset, "len": len, "data": h,
-                   "counter": counter, "mac": mac}),
-            || match counter {
-                Some(c) => format!("counter {c}\n{h}"),
-                None => h.clone(),
-            },
-        )
-    }
-
-    fn zone_write(&mut self, zone: u8, offset: u16, data: &str, mac: bool) -> Result<()> {
-        let data = hex_arg("--data", data)?;
-        let access = self.access(mac)?;
-        self.se
-            .update_zone_with(zone, offset, &data, access)
-            .with_context(|| format!("cannot write zone {zone}"))?;
-        let via = if mac { " (C-MAC + R-MAC)" } else { "" };
-        self.emit(
-            json!({"zone": zone, "offset": offset, "written": data.len(), "mac": mac}),
-            || {
-                format!(
-                    "wrote {} bytes to zone {zone} at offset {offset}{via}",
-                    data.len()
-                )
-            },
-        )
-    }
-
-    fn decrement(
-        &mut self,
-        zone: u8,
-        offset: u16,
-        amount: u32,
-        data: Option<&str>,
-        mac: bool,
-    ) -> Result<()> {
-        if amount == 0 {
-            bail!("--amount must be at least 1");
-        }
-        let data = data.map(|d| hex_arg("--data", d)).transpose()?;
-        let access = self.access(mac)?;
-        let value = self
-            .se
-            .decrement_with(zone, offset, amount, data.as_deref().unwrap_or(&[]), access)
-            .with_context(|| format!("cannot decrement the counter of zone {zone}"))?;
-        self.emit(
-            json!({"zone": zone, "amount": amount, "counter": value, "mac": mac}),
-            || value.to_string(),
         )
     }
 }

@@ -268,9 +268,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Device(args) => device_cmd::run(args),
         Command::Cloud(cmd) => cloud_cmd::run(cmd),
-        Command::Firmware(FirmwareCommand::Sign { key, version, image, out }) => {
-            firmware::sign_cmd(&key, version, &image, out.as_deref())
-        }
+        Command::Firmware(FirmwareCommand::Sign {
+            key,
+            version,
+            image,
+            out,
+        }) => firmware::sign_cmd(&key, version, &image, out.as_deref()),
         Command::Bench(BenchCommand::Factory { count, dir }) => {
             bench::factory(count, dir.as_deref())
         }

@@ -163,3 +163,168 @@ fn serve_enroll_revoke_audit() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[test]
+fn device_login_update_and_boot_from_the_command_line() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    assert!(sesame(&["factory", "init", "--dir", "f"], d)
+        .status
+        .success());
+    let o = sesame(
+        &[
+            "factory",
+            "personalize",
+            "--dir",
+            "f",
+            "--family",
+            "family-1",
+            "--count",
+            "1",
+            "--out",
+            "b",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = std::fs::read_to_string(d.join("b/manifest.jsonl")).unwrap();
+    let serial = serde_json::from_str::<serde_json::Value>(manifest.lines().next().unwrap())
+        .unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = format!("b/chips/{serial}.chip");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args([
+            "cloud",
+            "serve",
+            "--db",
+            "sqlite://cloud.db",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
+        .env("SESAME_CLOUD_COMMAND_KEY", d.join("f/command.key.pem"))
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if ureq::get(&format!("{url}/healthz")).call().is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--url", &url]);
+        sesame(&a, d)
+    };
+    let dev = |args: &[&str]| {
+        let mut a = vec!["device", "--image", &image, "--key-file", "f/chip.key"];
+        a.extend(args);
+        sesame(&a, d)
+    };
+    // Not enrolled yet: refused, exit 1.
+    let o = dev(&["login", "--cloud", &url]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("not_enrolled"), "{}", text(&o));
+    assert!(run(&["cloud", "trust-root", "f/root.pem"]).status.success());
+    assert!(run(&[
+        "cloud",
+        "enroll-family",
+        "--bundle",
+        "b/family-bundle.pem",
+        "--key",
+        "f/families/family-1/ca.key.pem"
+    ])
+    .status
+    .success());
+    let o = dev(&["--json", "login", "--cloud", &url]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["serial"].as_str(), v["telemetry_key"].as_bool()),
+        (Some(serial.as_str()), Some(true))
+    );
+    // A release signed with the factory's firmware key, published, installed, booted.
+    std::fs::write(d.join("fw.bin"), b"firmware 3").unwrap();
+    assert!(sesame(
+        &[
+            "firmware",
+            "sign",
+            "--key",
+            "f/firmware.key.pem",
+            "--version",
+            "3",
+            "fw.bin",
+            "--out",
+            "fw.json"
+        ],
+        d
+    )
+    .status
+    .success());
+    let o = run(&[
+        "cloud",
+        "publish-firmware",
+        "--manifest",
+        "fw.json",
+        "fw.bin",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = dev(&["update", "--cloud", &url, "--dir", "installed"]);
+    assert!(
+        o.status.success() && text(&o).contains("installed: version 3"),
+        "{}",
+        text(&o)
+    );
+    let o = dev(&["boot", "--dir", "installed"]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(d.join("installed/installed.bin"), b"firmware 4").unwrap();
+    let o = dev(&["boot", "--dir", "installed"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("refusing to boot"), "{}", text(&o));
+    // A release signed with another key is refused by the chip.
+    assert!(sesame(&["factory", "init", "--dir", "g"], d)
+        .status
+        .success());
+    std::fs::write(d.join("fw5.bin"), b"firmware 5").unwrap();
+    assert!(sesame(
+        &[
+            "firmware",
+            "sign",
+            "--key",
+            "g/firmware.key.pem",
+            "--version",
+            "5",
+            "fw5.bin",
+            "--out",
+            "fw5.json"
+        ],
+        d
+    )
+    .status
+    .success());
+    assert!(run(&[
+        "cloud",
+        "publish-firmware",
+        "--manifest",
+        "fw5.json",
+        "fw5.bin"
+    ])
+    .status
+    .success());
+    let o = dev(&["update", "--cloud", &url, "--dir", "installed"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("signature rejected"), "{}", text(&o));
+    child.kill().unwrap();
+    let _ = child.wait();
+}

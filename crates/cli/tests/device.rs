@@ -53,7 +53,10 @@ fn dev(d: &Path, args: &[&str], as_json: bool) -> Output {
 
 fn new_chip(d: &Path) {
     ok(sesame(&["chip", "key", "--out", "k"], d));
-    ok(sesame(&["chip", "new", "--out", "c.chip", "--key-file", "k"], d));
+    ok(sesame(
+        &["chip", "new", "--out", "c.chip", "--key-file", "k"],
+        d,
+    ));
 }
 
 #[test]
@@ -79,7 +82,10 @@ fn every_subcommand_on_an_image() {
     assert!(cert["subject"].as_str().unwrap().contains(&serial));
     assert_eq!(cert["subject"], cert["issuer"]);
     let human = text(&ok(dev(d, &["info"], false)));
-    assert!(human.contains(&serial) && human.contains("OPERATIONAL"), "{human}");
+    assert!(
+        human.contains(&serial) && human.contains("OPERATIONAL"),
+        "{human}"
+    );
 
     // Certificate out, DER and PEM; its hash is the one info shows.
     let o = json(&ok(dev(d, &["cert", "--out", "c.der"], true)));
@@ -98,7 +104,11 @@ fn every_subcommand_on_an_image() {
 
     // Sign, and verify with the certificate's public key from info.
     let digest = [0x5Au8; 32];
-    let s = json(&ok(dev(d, &["sign", "--digest", &hex::encode(digest)], true)));
+    let s = json(&ok(dev(
+        d,
+        &["sign", "--digest", &hex::encode(digest)],
+        true,
+    )));
     let rs = hex::decode(s["signature"].as_str().unwrap()).unwrap();
     let key = hex::decode(cert["public_key"].as_str().unwrap()).unwrap();
     let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&key).unwrap();
@@ -112,26 +122,42 @@ fn every_subcommand_on_an_image() {
     let data: Vec<u8> = (0..=255u8).collect();
     ok(dev(
         d,
-        &["zone", "write", "--zone", "2", "--data", &hex::encode(&data)],
+        &[
+            "zone",
+            "write",
+            "--zone",
+            "2",
+            "--data",
+            &hex::encode(&data),
+        ],
         false,
     ));
     let back = ok(dev(
         d,
-        &["zone", "read", "--zone", "2", "--offset", "0", "--len", "256"],
+        &[
+            "zone", "read", "--zone", "2", "--offset", "0", "--len", "256",
+        ],
         false,
     ));
-    assert_eq!(String::from_utf8(back.stdout).unwrap().trim(), hex::encode(&data));
+    assert_eq!(
+        String::from_utf8(back.stdout).unwrap().trim(),
+        hex::encode(&data)
+    );
 
     // With C-MAC + R-MAC (host keys beside the image): the chip's C-MAC counter moves.
     let w = json(&ok(dev(
         d,
-        &["zone", "write", "--zone", "1", "--offset", "4", "--data", "c0ffee", "--mac"],
+        &[
+            "zone", "write", "--zone", "1", "--offset", "4", "--data", "c0ffee", "--mac",
+        ],
         true,
     )));
     assert_eq!(w["written"], 3);
     let r = json(&ok(dev(
         d,
-        &["zone", "read", "--zone", "1", "--offset", "4", "--len", "3", "--mac"],
+        &[
+            "zone", "read", "--zone", "1", "--offset", "4", "--len", "3", "--mac",
+        ],
         true,
     )));
     assert_eq!(r["data"], "c0ffee");
@@ -139,8 +165,20 @@ fn every_subcommand_on_an_image() {
     assert_eq!(after["host_keys"]["counter"], 2);
     let o = sesame(
         &[
-            "device", "zone", "write", "--zone", "1", "--data", "00", "--mac", "--image",
-            "c.chip", "--key-file", "k", "--host-keys", "missing.json",
+            "device",
+            "zone",
+            "write",
+            "--zone",
+            "1",
+            "--data",
+            "00",
+            "--mac",
+            "--image",
+            "c.chip",
+            "--key-file",
+            "k",
+            "--host-keys",
+            "missing.json",
         ],
         d,
     );
@@ -150,15 +188,31 @@ fn every_subcommand_on_an_image() {
     let dec = |data: &str| {
         let o = ok(dev(
             d,
-            &["counter", "decrement", "--zone", "4", "--amount", "3", "--data", data],
+            &[
+                "counter",
+                "decrement",
+                "--zone",
+                "4",
+                "--amount",
+                "3",
+                "--data",
+                data,
+            ],
             true,
         ));
         json(&o)["counter"].as_u64().unwrap()
     };
     let (a, b) = (dec("01"), dec("02"));
     assert_eq!((a, b), (999_997, 999_994));
-    let r = json(&ok(dev(d, &["zone", "read", "--zone", "4", "--len", "1"], true)));
-    assert_eq!((r["counter"].as_u64(), r["data"].as_str()), (Some(b), Some("02")));
+    let r = json(&ok(dev(
+        d,
+        &["zone", "read", "--zone", "4", "--len", "1"],
+        true,
+    )));
+    assert_eq!(
+        (r["counter"].as_u64(), r["data"].as_str()),
+        (Some(b), Some("02"))
+    );
 
     // Refusals: chip status by name, bad hex, missing files, no target.
     fails(
@@ -166,25 +220,36 @@ fn every_subcommand_on_an_image() {
         "ACCESS_CONDITION_NOT_SATISFIED (0x11)",
     );
     fails(
-        dev(d, &["zone", "write", "--zone", "1", "--data", "0xzz"], false),
+        dev(
+            d,
+            &["zone", "write", "--zone", "1", "--data", "0xzz"],
+            false,
+        ),
         "--data is not valid hex",
     );
     fails(
-        dev(d, &["counter", "decrement", "--zone", "1", "--amount", "1"], false),
+        dev(
+            d,
+            &["counter", "decrement", "--zone", "1", "--amount", "1"],
+            false,
+        ),
         "WRONG_ZONE_TYPE",
     );
     fails(
-        sesame(&["device", "info", "--image", "none.chip", "--key-file", "k"], d),
+        sesame(
+            &["device", "info", "--image", "none.chip", "--key-file", "k"],
+            d,
+        ),
         "none.chip",
     );
     fails(sesame(&["device", "info"], d), "--bus");
-    fails(dev(d, &["authenticate", "--ca", "none.pem"], false), "none.pem");
+    fails(
+        dev(d, &["authenticate", "--ca", "none.pem"], false),
+        "none.pem",
+    );
 
     // The self-signed `chip new` certificate is not a CA: the peer flow refuses it as one.
-    let o = fails(
-        dev(d, &["authenticate", "--ca", "c.der"], true),
-        "not a CA",
-    );
+    let o = fails(dev(d, &["authenticate", "--ca", "c.der"], true), "not a CA");
     assert_eq!(json(&o)["reason"], "IssuerNotCa");
 }
 
@@ -196,8 +261,16 @@ fn authenticate_against_factory_cas() {
     ok(sesame(&["factory", "init", "--dir", "g"], d));
     ok(sesame(
         &[
-            "factory", "personalize", "--dir", "f", "--family", "family-1", "--count", "1",
-            "--out", "b",
+            "factory",
+            "personalize",
+            "--dir",
+            "f",
+            "--family",
+            "family-1",
+            "--count",
+            "1",
+            "--out",
+            "b",
         ],
         d,
     ));
@@ -210,8 +283,15 @@ fn authenticate_against_factory_cas() {
     let auth = |ca: &str| {
         sesame(
             &[
-                "device", "authenticate", "--ca", ca, "--image", image, "--key-file",
-                "f/chip.key", "--json",
+                "device",
+                "authenticate",
+                "--ca",
+                ca,
+                "--image",
+                image,
+                "--key-file",
+                "f/chip.key",
+                "--json",
             ],
             d,
         )
@@ -223,8 +303,14 @@ fn authenticate_against_factory_cas() {
     }
     let human = sesame(
         &[
-            "device", "authenticate", "--ca", "b/family-bundle.pem", "--image", image,
-            "--key-file", "f/chip.key",
+            "device",
+            "authenticate",
+            "--ca",
+            "b/family-bundle.pem",
+            "--image",
+            image,
+            "--key-file",
+            "f/chip.key",
         ],
         d,
     );
@@ -240,8 +326,18 @@ fn authenticate_against_factory_cas() {
     // --mac finds the chip's host keys in the batch's host-keys.jsonl by serial.
     ok(sesame(
         &[
-            "device", "zone", "write", "--zone", "5", "--data", "aa55", "--mac", "--image",
-            image, "--key-file", "f/chip.key",
+            "device",
+            "zone",
+            "write",
+            "--zone",
+            "5",
+            "--data",
+            "aa55",
+            "--mac",
+            "--image",
+            image,
+            "--key-file",
+            "f/chip.key",
         ],
         d,
     ));
@@ -276,5 +372,8 @@ fn info_over_the_virtual_bus() {
     assert_eq!(remote["serial"], local["serial"]);
     assert_eq!(remote["certificate"], local["certificate"]);
     assert_eq!(remote["zones"], local["zones"]);
-    assert_eq!(String::from_utf8(ok(random).stdout).unwrap().trim().len(), 40);
+    assert_eq!(
+        String::from_utf8(ok(random).stdout).unwrap().trim().len(),
+        40
+    );
 }

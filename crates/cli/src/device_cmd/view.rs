@@ -90,8 +90,14 @@ pub fn subject(der: &[u8]) -> Option<String> {
 /// `R || S` as a DER `ECDSA-Sig-Value`.
 pub fn signature_der(rs: &[u8]) -> Result<Vec<u8>> {
     Ok(match rs.len() {
-        64 => p256::ecdsa::Signature::from_slice(rs)?.to_der().as_bytes().to_vec(),
-        96 => p384::ecdsa::Signature::from_slice(rs)?.to_der().as_bytes().to_vec(),
+        64 => p256::ecdsa::Signature::from_slice(rs)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        96 => p384::ecdsa::Signature::from_slice(rs)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
         n => bail!("unexpected signature length {n}"),
     })
 }
@@ -308,7 +314,12 @@ impl Info<'_> {
                     f("not_before"),
                     f("not_after")
                 );
-                let _ = write!(s, "               SHA-256 {} ({} bytes)", f("sha256"), c["bytes"]);
+                let _ = write!(
+                    s,
+                    "               SHA-256 {} ({} bytes)",
+                    f("sha256"),
+                    c["bytes"]
+                );
             }
             Err(e) => {
                 let _ = write!(s, "  certificate  none: {e}");
