@@ -3,13 +3,16 @@
 //! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error (clap).
 
 mod bench;
+mod bench_auth;
 mod chip_cmd;
 mod cloud_cmd;
 mod demo;
 mod device_cmd;
 mod factory;
 mod firmware;
+mod fleet;
 mod selfcert;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +52,9 @@ enum Command {
     Bench(BenchCommand),
     /// Talk to a chip through the host driver: info, certificate, authentication, zones.
     Device(device_cmd::DeviceArgs),
+    /// Simulate a fleet of in-process devices against a cloud.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,6 +77,8 @@ enum FirmwareCommand {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Concurrent device authentications vs the raw P-256 verify rate; --registry: registry scale.
+    Auth(bench_auth::AuthArgs),
     /// Personalize chips and compare with raw key generation + certificate signing.
     Factory {
         /// Chips to personalize (one order is 5,000).
@@ -267,6 +275,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Device(args) => device_cmd::run(args),
+        Command::Fleet(cmd) => fleet::run(cmd),
+        Command::Bench(BenchCommand::Auth(a)) => bench_auth::run(a),
         Command::Cloud(cmd) => cloud_cmd::run(cmd),
         Command::Firmware(FirmwareCommand::Sign {
             key,

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod auth;
+mod bench_seed;
 mod config;
 mod data;
 mod error;
