@@ -33,6 +33,8 @@ pub(crate) fn routes() -> Router<Arc<Service>> {
         .route("/v1/firmware/{version}", get(firmware_image))
         .route("/v1/usage", post(usage))
         .route("/v1/admin/devices/{serial}/telemetry", get(admin_telemetry))
+        // The same, at the path the product documentation gives (operator token required).
+        .route("/v1/devices/{serial}/telemetry", get(admin_telemetry))
         .route(
             "/v1/admin/devices/{serial}/commands",
             post(queue_command).get(admin_commands),

@@ -64,7 +64,22 @@ pub fn document() -> Value {
             "/v1/admin/devices/{serial}": { "get": op("Show a device", true, None, any.clone()) },
             "/v1/admin/revoke": { "post": op("Revoke a device (serial or fingerprint) or a family", true,
                 Some(obj(&[("serial", "string"), ("fingerprint", "string"), ("family", "string")], &[])), any.clone()) },
-            "/v1/admin/audit": { "get": op("Audit log by device and time (query: serial, since, until, limit)", true, None, any) }
+            "/v1/admin/audit": { "get": op("Audit log by device and time (query: serial, since, until, limit)", true, None, any.clone()) },
+            "/v1/telemetry": { "post": op("Device (bearer session token): an encrypted, chip-signed message; refused if seq is not above the last accepted", false,
+                Some(obj(&[("seq", "integer"), ("time", "integer"), ("nonce", "string"), ("ciphertext", "string"), ("signature", "string")], &["seq", "time", "nonce", "ciphertext", "signature"])), any.clone()) },
+            "/v1/devices/{serial}/telemetry": { "get": op("Accepted telemetry of a device (decrypted)", true, None, any.clone()) },
+            "/v1/admin/devices/{serial}/telemetry": { "get": op("Same as /v1/devices/{serial}/telemetry", true, None, any.clone()) },
+            "/v1/admin/devices/{serial}/commands": {
+                "post": op("Queue a command; the cloud signs {serial, seq, expiry, body} with its command key", true, Some(obj(&[("body", "string"), ("ttl", "integer")], &["body"])), any.clone()),
+                "get": op("Commands of a device with their receipts", true, None, any.clone())
+            },
+            "/v1/commands": { "get": op("Device: pending signed commands", false, None, any.clone()) },
+            "/v1/commands/{seq}/receipt": { "post": op("Device: chip-signed receipt", false, Some(obj(&[("status", "string"), ("signature", "string")], &["status", "signature"])), any.clone()) },
+            "/v1/admin/firmware": { "post": op("Publish a signed release (manifest + base64 image)", true, Some(obj(&[("manifest", "object"), ("image", "string")], &["manifest", "image"])), any.clone()) },
+            "/v1/firmware/latest": { "get": op("Device: the newest release manifest", false, None, any.clone()) },
+            "/v1/firmware/{version}": { "get": op("Device: a release manifest and image", false, None, any.clone()) },
+            "/v1/usage": { "post": op("Device: chip-signed usage report", false, Some(obj(&[("seq", "integer"), ("remaining", "integer"), ("signature", "string")], &["seq", "remaining", "signature"])), any.clone()) },
+            "/v1/admin/devices/{serial}/usage": { "get": op("Remaining uses reported by a device", true, None, any) }
         }
     })
 }
