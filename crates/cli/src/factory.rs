@@ -31,28 +31,11 @@ use crate::chip_cmd::write_private;
 /// Organization name written into every certificate the factory issues.
 pub const ORG: &str = "sesame";
 
-/// Zone layout of a personalized chip (the agent reads the same indices).
-#[allow(dead_code)]
-pub mod zones {
-    /// Device certificate (read-only).
-    pub const CERT: u8 = 0;
-    /// Cloud command-verification public key: uncompressed SEC1 point `04 || X || Y` (read-only).
-    pub const COMMAND_KEY: u8 = 1;
-    /// Firmware-verification public key: uncompressed SEC1 point (read-only).
-    pub const FIRMWARE_KEY: u8 = 2;
-    /// One-way usage counter.
-    pub const USAGE: u8 = 3;
-    /// One-way anti-rollback counter: `ROLLBACK_BASE - installed firmware version`.
-    pub const ROLLBACK: u8 = 4;
-    /// Device data (plain).
-    pub const DATA: u8 = 5;
-    /// Initial usage counter.
-    pub const USAGE_INITIAL: u32 = 1_000_000;
-    /// Anti-rollback counter at version 0.
-    pub const ROLLBACK_BASE: u32 = 0x00FF_FFFF;
-}
+/// Zone layout of a personalized chip: the one the device agent relies on.
+pub use sesame_agent::layout as zones;
 
-fn layout() -> Vec<ZoneSpec> {
+/// The zones of a personalized chip, in the order of [`zones`].
+pub(crate) fn layout() -> Vec<ZoneSpec> {
     vec![
         ZoneSpec::read_only(1024),
         ZoneSpec::read_only(128),

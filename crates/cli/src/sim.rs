@@ -12,7 +12,7 @@ use base64::Engine;
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
 use sesame_agent::Agent;
-use sesame_chip::{Bus, BusDevice, ChipConfig, ChipOptions, CurveName, Fab, MemStorage, ZoneSpec};
+use sesame_chip::{Bus, BusDevice, ChipConfig, ChipOptions, CurveName, Fab, MemStorage};
 use sesame_host::{NoDelay, Stsafe};
 use sesame_pki::{Authority, DeviceKey, KeyAlg};
 
@@ -185,18 +185,6 @@ impl Pki {
     }
 }
 
-/// The factory's zone layout (see `factory.rs`).
-fn layout() -> Vec<ZoneSpec> {
-    vec![
-        ZoneSpec::read_only(1024),
-        ZoneSpec::read_only(128),
-        ZoneSpec::read_only(128),
-        ZoneSpec::counter(32, zones::USAGE_INITIAL),
-        ZoneSpec::counter(16, zones::ROLLBACK_BASE),
-        ZoneSpec::plain(256),
-    ]
-}
-
 /// One chip made in memory like the factory makes it (key generated inside, certificate from
 /// the family CA in zone 0, command key in zone 1 if any, firmware key in zone 2), on its own
 /// bus at 0x20, with an agent in front.
@@ -206,7 +194,7 @@ pub fn make_device(pki: &Pki, command_point: Option<&[u8]>, url: &str) -> Result
     OsRng.fill_bytes(&mut serial[1..]);
     let serial_hex = hex::encode_upper(serial);
     let mut config = ChipConfig::new(serial);
-    config.zones = layout();
+    config.zones = crate::factory::layout();
     let mut fab = Fab::new(config, Box::new(MemStorage::new()), ChipOptions::default())?;
     let public = fab.generate_key(0, CurveName::P256)?;
     let der = pki.family.issue_device(

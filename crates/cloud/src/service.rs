@@ -373,7 +373,14 @@ impl Service {
                 .ok_or_else(|| fail(Reason::BadSignature))?,
             _ => (String::new(), None),
         };
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.random(32));
+        let token_bytes = self.random(32);
+        if token_bytes.len() != 32 {
+            return Err((
+                Refusal::Store(StoreError("random generator failed".into())),
+                serial.clone(),
+            ));
+        }
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_bytes);
         let expires_at = t + self.config.session_ttl;
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
         let st = |e: StoreError| (Refusal::Store(e), serial.clone());
