@@ -62,7 +62,8 @@ fn body<T>(j: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 }
 
 /// The device behind a bearer token; refused if the session is unknown/expired or the device
-/// (or its certificate, or its family) has been revoked since.
+/// (or its certificate, or its family) has been revoked since. The session's telemetry key
+/// comes back unwrapped (hex), or empty.
 async fn device(s: &Service, headers: &HeaderMap) -> ApiResult<SessionRow> {
     let token = headers
         .get("authorization")
@@ -70,7 +71,7 @@ async fn device(s: &Service, headers: &HeaderMap) -> ApiResult<SessionRow> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-    let Some(row) = s.store.session_row(&hash, now()).await? else {
+    let Some(mut row) = s.store.session_row(&hash, now()).await? else {
         return Err(refused(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -89,6 +90,10 @@ async fn device(s: &Service, headers: &HeaderMap) -> ApiResult<SessionRow> {
     if s.store.is_revoked(&row.serial, "").await? {
         return Err(ApiError::auth(crate::auth::Reason::Revoked));
     }
+    row.telemetry_key = s
+        .unwrap_session_key(&row.telemetry_key, &hash)
+        .map(hex::encode)
+        .unwrap_or_default();
     Ok(row)
 }
 

@@ -35,6 +35,9 @@ pub struct Service {
     chains: Mutex<HashMap<String, String>>,
     /// The command-signing key (ring, P-256, fixed-width signatures).
     pub(crate) command_key: Option<ring::signature::EcdsaKeyPair>,
+    /// Wraps session telemetry keys at rest (derived from the command key), so a copy of the
+    /// database alone does not decrypt telemetry.
+    session_wrap: Option<[u8; 32]>,
 }
 
 /// The device's half of the telemetry key exchange, sent with its login response.
@@ -122,6 +125,7 @@ impl Service {
     /// A service over an open store. Fails if the configured command key cannot be loaded.
     pub fn new(config: Config, store: Store) -> Result<Arc<Self>, StoreError> {
         let rng = SystemRandom::new();
+        let mut session_wrap = None;
         let command_key = match &config.command_key {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -129,6 +133,13 @@ impl Service {
                 let der = pem_der(&text).ok_or_else(|| {
                     StoreError(format!("command key {path}: not a PEM private key"))
                 })?;
+                let hk = hkdf::Hkdf::<sha2::Sha256>::new(
+                    Some(b"sesame/cloud/session-key-wrap/v1"),
+                    &der,
+                );
+                let mut wrap = [0u8; 32];
+                let _ = hk.expand(b"aes-256-gcm", &mut wrap);
+                session_wrap = Some(wrap);
                 Some(
                     ring::signature::EcdsaKeyPair::from_pkcs8(
                         &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -147,7 +158,33 @@ impl Service {
             rng,
             chains: Mutex::new(HashMap::new()),
             command_key,
+            session_wrap,
         }))
+    }
+
+    /// A session's telemetry key as stored: `hex(nonce || AES-256-GCM(key))`, bound to the
+    /// session by its token hash.
+    fn wrap_session_key(&self, key: &[u8; 32], token_hash: &str) -> Option<String> {
+        let wrap = self.session_wrap.as_ref()?;
+        let nonce: [u8; 12] = self.random(12).try_into().ok()?;
+        let ct = sesame_pki::protocol::seal_payload(wrap, &nonce, token_hash.as_bytes(), key);
+        Some(hex::encode([&nonce[..], &ct].concat()))
+    }
+
+    /// The telemetry key of a session, if it has one.
+    pub(crate) fn unwrap_session_key(&self, stored: &str, token_hash: &str) -> Option<[u8; 32]> {
+        let wrap = self.session_wrap.as_ref()?;
+        let raw = hex::decode(stored).ok()?;
+        if raw.len() < 12 {
+            return None;
+        }
+        let key = sesame_pki::protocol::open_payload(
+            wrap,
+            &raw[..12],
+            token_hash.as_bytes(),
+            &raw[12..],
+        )?;
+        key.try_into().ok()
     }
 
     /// Signs `message` with the command key: `R || S` over SHA-256(message).
@@ -295,6 +332,10 @@ impl Service {
                 },
             )
             .await?;
+        // Now and then, drop challenges that were never answered (one request in 256 pays).
+        if self.random(1).first() == Some(&0) {
+            self.store.sweep_challenges(t).await?;
+        }
         Ok(Challenge {
             challenge_id: id,
             challenge: B64.encode(&challenge),
@@ -370,8 +411,9 @@ impl Service {
         let (key, cloud_ecdh) = match ecdh {
             Some(offer) if self.command_key.is_some() => self
                 .key_exchange(&row, &public_key, &challenge, offer)
-                .ok_or_else(|| fail(Reason::BadSignature))?,
-            _ => (String::new(), None),
+                .ok_or_else(|| fail(Reason::BadSignature))
+                .map(|(k, c)| (Some(k), c))?,
+            _ => (None, None),
         };
         let token_bytes = self.random(32);
         if token_bytes.len() != 32 {
@@ -385,7 +427,14 @@ impl Service {
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
         let st = |e: StoreError| (Refusal::Store(e), serial.clone());
         self.store
-            .put_session(&hash, &row.serial, expires_at, &key, &row.public_key)
+            .put_session(
+                &hash,
+                &row.serial,
+                expires_at,
+                &key.and_then(|k| self.wrap_session_key(&k, &hash))
+                    .unwrap_or_default(),
+                &row.public_key,
+            )
             .await
             .map_err(st)?;
         self.store
@@ -420,7 +469,7 @@ impl Service {
         device_key: &[u8],
         challenge: &[u8],
         offer: &EcdhOffer,
-    ) -> Option<(String, Option<CloudEcdh>)> {
+    ) -> Option<([u8; 32], Option<CloudEcdh>)> {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         let e = hex::decode(&offer.public).ok()?;
         let sig = B64.decode(&offer.signature).ok()?;
@@ -446,7 +495,7 @@ impl Service {
             &c,
         ))?;
         Some((
-            hex::encode(key),
+            key,
             Some(CloudEcdh {
                 public: hex::encode(c),
                 signature: B64.encode(cloud_sig),

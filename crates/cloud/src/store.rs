@@ -369,6 +369,15 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes challenges that expired before `before` (never answered).
+    pub(crate) async fn sweep_challenges(&self, before: i64) -> R<u64> {
+        Ok(sqlx::query("DELETE FROM challenges WHERE expires < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// Consumes a challenge atomically: of any number of concurrent callers, on any number of
     /// instances, exactly one gets the row.
     pub(crate) async fn take_challenge(&self, id: &str) -> R<Option<ChallengeRow>> {
