@@ -13,6 +13,9 @@ use crate::metrics::Metrics;
 use crate::store::{AuditRow, ChallengeRow, FamilyRow, Store, StoreError};
 use crate::Config;
 
+/// Most chain-check results kept in memory.
+const CHAIN_CACHE_MAX: usize = 100_000;
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -280,6 +283,10 @@ impl Service {
                 Ok(_) => {
                     sesame_pki::check_validity(&fder, t).map_err(|_| Reason::Expired)?;
                     if let Ok(mut c) = self.chains.lock() {
+                        // Bounded: a cache, not a registry (a miss costs one verification).
+                        if c.len() >= CHAIN_CACHE_MAX {
+                            c.clear();
+                        }
                         c.insert(fp.to_string(), f.fingerprint.clone());
                     }
                     return Ok(Some(f.clone()));
