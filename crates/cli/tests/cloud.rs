@@ -55,7 +55,7 @@ fn serve_enroll_revoke_audit() {
         .spawn()
         .unwrap();
     let mut up = false;
-    for _ in 0..100 {
+    for _ in 0..400 {
         if ureq::get(&format!("{url}/healthz")).call().is_ok() {
             up = true;
             break;
@@ -216,7 +216,7 @@ fn device_login_update_and_boot_from_the_command_line() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..100 {
+    for _ in 0..400 {
         if ureq::get(&format!("{url}/healthz")).call().is_ok() {
             break;
         }
