@@ -58,9 +58,9 @@ pub fn verify_chain(
         .ok_or(ChainError::MalformedCertificate)?;
     let oid = leaf.signature_algorithm.oid;
     let verified = if oid == ECDSA_WITH_SHA256 {
-        verify_der(&ca_key, &sha256(tbs), signature)
+        verify_prehashed(&ca_key, &sha256(tbs), signature, SigEncoding::Der)
     } else if oid == ECDSA_WITH_SHA384 {
-        verify_der(&ca_key, &sha384(tbs), signature)
+        verify_prehashed(&ca_key, &sha384(tbs), signature, SigEncoding::Der)
     } else {
         return Err(ChainError::UnsupportedAlgorithm);
     };
@@ -182,52 +182,41 @@ fn sec1<'b>(key: &EccPublicKey, buf: &'b mut [u8; 97]) -> &'b [u8] {
     &buf[..1 + xy.len()]
 }
 
-/// Verifies a DER-encoded ECDSA signature over a prehashed `digest`.
-fn verify_der(key: &EccPublicKey, digest: &[u8], sig: &[u8]) -> bool {
-    let mut buf = [0u8; 97];
-    let point = sec1(key, &mut buf);
-    match key.curve() {
-        Curve::P256 => {
-            let (Ok(k), Ok(s)) = (
-                p256::ecdsa::VerifyingKey::from_sec1_bytes(point),
-                p256::ecdsa::Signature::from_der(sig),
-            ) else {
-                return false;
-            };
-            k.verify_prehash(digest, &s).is_ok()
-        }
-        Curve::P384 => {
-            let (Ok(k), Ok(s)) = (
-                p384::ecdsa::VerifyingKey::from_sec1_bytes(point),
-                p384::ecdsa::Signature::from_der(sig),
-            ) else {
-                return false;
-            };
-            k.verify_prehash(digest, &s).is_ok()
-        }
-        _ => false,
-    }
+/// How a signature is encoded.
+#[derive(Clone, Copy)]
+pub(super) enum SigEncoding {
+    /// DER `SEQUENCE { r, s }` (certificates).
+    Der,
+    /// Fixed-width `R || S` (what the chip returns).
+    Raw,
 }
 
-/// Verifies a raw `R || S` ECDSA signature over a prehashed `digest` (the challenge).
-pub(super) fn verify_raw(key: &EccPublicKey, digest: &[u8], rs: &[u8]) -> bool {
+/// Verifies an ECDSA signature over a prehashed `digest`.
+pub(super) fn verify_prehashed(
+    key: &EccPublicKey,
+    digest: &[u8],
+    sig: &[u8],
+    enc: SigEncoding,
+) -> bool {
     let mut buf = [0u8; 97];
     let point = sec1(key, &mut buf);
     match key.curve() {
         Curve::P256 => {
-            let (Ok(k), Ok(s)) = (
-                p256::ecdsa::VerifyingKey::from_sec1_bytes(point),
-                p256::ecdsa::Signature::from_slice(rs),
-            ) else {
+            let parsed = match enc {
+                SigEncoding::Der => p256::ecdsa::Signature::from_der(sig),
+                SigEncoding::Raw => p256::ecdsa::Signature::from_slice(sig),
+            };
+            let (Ok(k), Ok(s)) = (p256::ecdsa::VerifyingKey::from_sec1_bytes(point), parsed) else {
                 return false;
             };
             k.verify_prehash(digest, &s).is_ok()
         }
         Curve::P384 => {
-            let (Ok(k), Ok(s)) = (
-                p384::ecdsa::VerifyingKey::from_sec1_bytes(point),
-                p384::ecdsa::Signature::from_slice(rs),
-            ) else {
+            let parsed = match enc {
+                SigEncoding::Der => p384::ecdsa::Signature::from_der(sig),
+                SigEncoding::Raw => p384::ecdsa::Signature::from_slice(sig),
+            };
+            let (Ok(k), Ok(s)) = (p384::ecdsa::VerifyingKey::from_sec1_bytes(point), parsed) else {
                 return false;
             };
             k.verify_prehash(digest, &s).is_ok()

@@ -148,7 +148,7 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
         let challenge = &mut buf[..key.curve().coordinate_len()];
         rng.fill_bytes(challenge);
         let signature = self.generate_signature(options.slot, challenge)?;
-        if chain::verify_raw(&key, challenge, signature.rs()) {
+        if chain::verify_prehashed(&key, challenge, signature.rs(), chain::SigEncoding::Raw) {
             Ok(key)
         } else {
             Err(AuthError::KeyMismatch)
