@@ -97,6 +97,20 @@ async fn device(s: &Service, headers: &HeaderMap) -> ApiResult<SessionRow> {
     Ok(row)
 }
 
+/// Checks that `message` was signed (`R || S`) by the chip behind this session.
+fn signed_by_chip(dev: &SessionRow, message: &[u8], sig: &[u8], what: &str) -> ApiResult<()> {
+    let pk = hex::decode(&dev.public_key).unwrap_or_default();
+    if auth::verify(&pk, message, sig) {
+        Ok(())
+    } else {
+        Err(refused(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            &format!("the {what} is not signed by the device's chip"),
+        ))
+    }
+}
+
 fn admin(s: &Service, headers: &HeaderMap) -> ApiResult<()> {
     crate::api::check_admin(s, headers)
 }
@@ -122,18 +136,13 @@ async fn telemetry(
         b64("ciphertext", &r.ciphertext)?,
         b64("signature", &r.signature)?,
     );
-    let pk = hex::decode(&dev.public_key).unwrap_or_default();
     let m =
         protocol::telemetry_message(&s.config.identity, &dev.serial, r.seq, r.time, &nonce, &ct);
-    if !auth::verify(&pk, &m, &sig) {
+    if let Err(e) = signed_by_chip(&dev, &m, &sig, "message") {
         let _ = s
             .audit(&dev.serial, "telemetry_refused", "bad_signature", "")
             .await;
-        return Err(refused(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            "the chip signature does not verify",
-        ));
+        return Err(e);
     }
     let key: [u8; 32] = hex::decode(&dev.telemetry_key)
         .ok()
@@ -285,20 +294,14 @@ async fn receipt(
     let dev = device(&s, &h).await?;
     let r = body(j)?;
     let sig = b64("signature", &r.signature)?;
-    let pk = hex::decode(&dev.public_key).unwrap_or_default();
-    if seq < 0
-        || !auth::verify(
-            &pk,
-            &protocol::receipt_message(&s.config.identity, &dev.serial, seq as u64, &r.status),
-            &sig,
-        )
-    {
-        return Err(refused(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            "the receipt is not signed by the device's chip",
+    if seq < 0 {
+        return Err(ApiError::bad_request(
+            "malformed_request",
+            "negative sequence",
         ));
     }
+    let m = protocol::receipt_message(&s.config.identity, &dev.serial, seq as u64, &r.status);
+    signed_by_chip(&dev, &m, &sig, "receipt")?;
     if !s
         .store
         .put_receipt(&dev.serial, seq, &r.status, now())
@@ -394,18 +397,8 @@ async fn usage(
     let dev = device(&s, &h).await?;
     let r = body(j)?;
     let sig = b64("signature", &r.signature)?;
-    let pk = hex::decode(&dev.public_key).unwrap_or_default();
-    if !auth::verify(
-        &pk,
-        &protocol::usage_message(&s.config.identity, &dev.serial, r.seq, r.remaining),
-        &sig,
-    ) {
-        return Err(refused(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            "the report is not signed by the device's chip",
-        ));
-    }
+    let m = protocol::usage_message(&s.config.identity, &dev.serial, r.seq, r.remaining);
+    signed_by_chip(&dev, &m, &sig, "report")?;
     let seq = i64::try_from(r.seq)
         .map_err(|_| ApiError::bad_request("malformed_request", "seq out of range"))?;
     if !s
