@@ -24,6 +24,59 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `sesame cloud serve` on a free loopback port, killed when dropped (also when a test fails).
+struct Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path, command_key: Option<&Path>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sesame"));
+        cmd.args([
+            "cloud",
+            "serve",
+            "--db",
+            "sqlite://cloud.db",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if let Some(k) = command_key {
+            cmd.env("SESAME_CLOUD_COMMAND_KEY", k);
+        }
+        let server = Self {
+            child: cmd.spawn().unwrap(),
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        // Up to 20 s: a loaded CI machine may be slow to start it.
+        let up = (0..400).any(|_| {
+            let ok = ureq::get(&format!("{}/healthz", server.url)).call().is_ok();
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            ok
+        });
+        assert!(up, "cloud did not come up");
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn serve_enroll_revoke_audit() {
     let t = tempfile::tempdir().unwrap();
@@ -33,36 +86,8 @@ fn serve_enroll_revoke_audit() {
             .status
             .success()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .args([
-            "cloud",
-            "serve",
-            "--db",
-            "sqlite://cloud.db",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut up = false;
-    for _ in 0..400 {
-        if ureq::get(&format!("{url}/healthz")).call().is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(up, "cloud did not come up");
+    let cloud = Server::start(d, None);
+    let url = cloud.url.clone();
     let run = |args: &[&str]| {
         let mut a = args.to_vec();
         a.extend(["--url", &url]);
@@ -160,8 +185,7 @@ fn serve_enroll_revoke_audit() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("401"), "{}", text(&o));
-    child.kill().unwrap();
-    let _ = child.wait();
+    drop(cloud);
 }
 
 #[test]
@@ -194,34 +218,8 @@ fn device_login_update_and_boot_from_the_command_line() {
         .unwrap()
         .to_string();
     let image = format!("b/chips/{serial}.chip");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .args([
-            "cloud",
-            "serve",
-            "--db",
-            "sqlite://cloud.db",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
-        .env("SESAME_CLOUD_COMMAND_KEY", d.join("f/command.key.pem"))
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..400 {
-        if ureq::get(&format!("{url}/healthz")).call().is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let cloud = Server::start(d, Some(&d.join("f/command.key.pem")));
+    let url = cloud.url.clone();
     let run = |args: &[&str]| {
         let mut a = args.to_vec();
         a.extend(["--url", &url]);
@@ -325,6 +323,5 @@ fn device_login_update_and_boot_from_the_command_line() {
     let o = dev(&["update", "--cloud", &url, "--dir", "installed"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("signature rejected"), "{}", text(&o));
-    child.kill().unwrap();
-    let _ = child.wait();
+    drop(cloud);
 }
