@@ -31,6 +31,8 @@ pub mod server;
 mod state;
 mod storage;
 mod timing;
+#[cfg(feature = "test-keys")]
+pub mod vectors;
 
 pub use bus::{Bus, BusDevice, BusError, Clock, SharedChip, SimClock, SystemClock};
 pub use chip::{Chip, ChipOptions, Nack};

@@ -7,45 +7,18 @@
 mod common;
 
 use hex_literal::hex;
-use sesame_chip::{
-    default_command_policy, Chip, ChipConfig, ChipOptions, CommandPolicy, Fab, MemStorage, ZoneSpec,
-};
+use sesame_chip::{default_command_policy, Chip, CommandPolicy};
 use sesame_wire::crc16::crc16;
 use sesame_wire::resp::{self, command_ac, ChipModel, ENC_COMMAND, ENC_RESPONSE};
 use sesame_wire::{CommandCode, QueryTag, Request, ResponseFrame, Status, ZoneOption};
 
-use common::{frame, Session, CIPHER_KEY, MAC_KEY};
+use common::{frame, Session};
 
 /// What zone 1 holds at personalization (read back by the §1.7 Read vector).
-const ZONE1: [u8; 5] = hex!("C0 FF EE 12 34");
+use sesame_chip::vectors::ZONE1;
 
-/// A chip whose layout matches the sheet's vectors: zone 0 certificate filler, zone 1 plain,
-/// zone 2 counter at 1000 with a 4-byte data segment, zone 3 readable only with a host C-MAC.
 fn vector_chip(policy: Vec<CommandPolicy>, host_keys: bool) -> Chip {
-    let mut config = ChipConfig::new([0x02, 0, 0, 0, 0, 0, 0, 0, 0x17]);
-    config.zones = vec![
-        ZoneSpec::read_only(64),
-        ZoneSpec::plain(32),
-        ZoneSpec::counter(4, 1000),
-        ZoneSpec {
-            read_ac: 1,
-            ..ZoneSpec::plain(16)
-        },
-    ];
-    config.policy = policy;
-    // Counting RNG: Generate Random answers 00 01 02 .. as in §6.7. No key is generated, so
-    // nothing else draws from it before the vectors run.
-    let options = ChipOptions {
-        counting_rng: true,
-        ..Default::default()
-    };
-    let mut fab = Fab::new(config, Box::new(MemStorage::new()), options).unwrap();
-    fab.write_zone(0, 0, &hex!("30 82 00 3C")).unwrap();
-    fab.write_zone(1, 0, &ZONE1).unwrap();
-    if host_keys {
-        fab.set_host_keys(MAC_KEY, CIPHER_KEY).unwrap();
-    }
-    fab.finish().unwrap()
+    sesame_chip::vectors::protocol_vector_chip(policy, host_keys.then_some(0))
 }
 
 /// `R 00 LEN data CRC` for an OK response without R-MAC (CRC over R and data, §1.4).

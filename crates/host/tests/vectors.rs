@@ -8,36 +8,13 @@ mod common;
 
 use common::{policy, Recorder, Tx, CIPHER_KEY, MAC_KEY};
 use hex_literal::hex;
-use sesame_chip::{
-    default_command_policy, Bus, BusDevice, Chip, ChipConfig, ChipOptions, CommandPolicy, Fab,
-    MemStorage, ZoneSpec,
-};
+use sesame_chip::{default_command_policy, Bus, BusDevice, Chip, CommandPolicy};
 use sesame_host::{CommandCode, Error, LifeCycle, NoDelay, Status, Stsafe, ZoneAccess};
 
-const ZONE1: [u8; 5] = hex!("C0 FF EE 12 34");
+use sesame_chip::vectors::ZONE1;
 
 fn vector_chip(policy: Vec<CommandPolicy>) -> Chip {
-    let mut config = ChipConfig::new([0x02, 0, 0, 0, 0, 0, 0, 0, 0x17]);
-    config.zones = vec![
-        ZoneSpec::read_only(64),
-        ZoneSpec::plain(32),
-        ZoneSpec::counter(4, 1000),
-        ZoneSpec {
-            read_ac: 1,
-            ..ZoneSpec::plain(16)
-        },
-    ];
-    config.policy = policy;
-    let options = ChipOptions {
-        counting_rng: true,
-        ..Default::default()
-    };
-    let mut fab = Fab::new(config, Box::new(MemStorage::new()), options).unwrap();
-    fab.write_zone(0, 0, &hex!("30 82 00 3C")).unwrap();
-    fab.write_zone(1, 0, &ZONE1).unwrap();
-    fab.set_host_keys(MAC_KEY, CIPHER_KEY).unwrap();
-    fab.set_host_counter_for_tests(5).unwrap();
-    fab.finish().unwrap()
+    sesame_chip::vectors::protocol_vector_chip(policy, Some(5))
 }
 
 fn driver(
