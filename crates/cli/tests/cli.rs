@@ -1,26 +1,11 @@
 //! The binary as a user runs it: exit codes, messages, files, and the socket server.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{sesame, text};
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn sesame(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SESAME_CHIP_KEY")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use std::process::{Command, Stdio};
 
 #[test]
 fn chip_new_inspect_and_refusals() {

@@ -2,26 +2,20 @@
 //! root, enroll its family with a proof of possession, list, revoke, read the audit log.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::text;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 const TOKEN: &str = "cli-cloud-test-admin-token";
 
 fn sesame(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sesame"))
+    common::command(dir)
         .args(args)
-        .current_dir(dir)
         .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `sesame cloud serve` on a free loopback port, killed when dropped (also when a test fails).
@@ -37,7 +31,7 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sesame"));
+        let mut cmd = common::command(dir);
         cmd.args([
             "cloud",
             "serve",

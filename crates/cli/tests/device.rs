@@ -2,39 +2,14 @@
 //! authentication against factory CAs, and the same driver over `sesame chip serve`'s socket.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{fails, ok, sesame, text};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use serde_json::Value;
-
-fn sesame(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SESAME_CHIP_KEY")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", text(&o));
-    o
-}
-
-fn fails(o: Output, msg: &str) -> Output {
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains(msg), "expected '{msg}' in: {}", text(&o));
-    o
-}
 
 fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))

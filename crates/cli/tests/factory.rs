@@ -2,34 +2,10 @@
 //! refusals with clear messages, and crash-consistent resume.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{fails, ok, sesame, text};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn sesame(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", text(&o));
-    o
-}
-
-fn fails(o: Output, msg: &str) {
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains(msg), "expected '{msg}' in: {}", text(&o));
-}
 
 fn manifest(out: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(out.join("manifest.jsonl"))

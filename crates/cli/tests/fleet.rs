@@ -2,24 +2,14 @@
 //! messages flow, nothing fails. No timing is asserted.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+mod common;
+
+use common::text;
+use std::process::Output;
 
 fn sesame(args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_sesame"))
-        .args(args)
-        .current_dir(dir.path())
-        .env_remove("SESAME_CLOUD_ADMIN_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::sesame(args, dir.path())
 }
 
 #[test]
