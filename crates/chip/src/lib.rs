@@ -1,6 +1,6 @@
 //! `sesame-chip`: a software STSAFE-A110 secure element.
 //!
-//! Bit-faithful to the A110's I2C protocol (`shared/protocol.md`): frames and CRC, command and
+//! Bit-faithful to the A110's I2C protocol (`docs/protocol.md`): frames and CRC, command and
 //! status codes, the data partition with one-way counters, private key slots 0, 1 and 0xFF, local
 //! envelope keys, the password, the command authorization table, and the host secure channel
 //! (C-MAC, R-MAC, command and response encryption). The engine is sans-IO; [`Bus`] puts chips on

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256, Sha384};
 
 fn load(name: &str) -> Value {
     let path = format!(
-        "{}/../../../shared/vectors/wycheproof/{name}",
+        "{}/../../vectors/wycheproof/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -1,7 +1,7 @@
 //! `sesame-host`: a `no_std` host driver for the STSAFE-A110 secure element (and sesame's
 //! software chip), generic over any `embedded_hal::i2c::I2c` bus and `DelayNs` delay.
 //!
-//! It sends the bytes ST's host library (STSELib) sends (`shared/protocol.md`): one method per
+//! It sends the bytes ST's host library (STSELib) sends (`docs/protocol.md`): one method per
 //! chip command, NACK polling with bounded retries, STSELib's two-read response pattern, the
 //! CRC checked on every response, and the host secure channel (C-MAC, R-MAC, command and
 //! response encryption) chosen per command from the chip's command authorization table. The

@@ -1,5 +1,5 @@
 //! The plain-frame vectors of protocol.md §1.7, byte for byte, and the CRC-16/X-25 parameters
-//! checked against the reveng CRC catalogue (shared/vectors/crc).
+//! checked against the reveng CRC catalogue (vectors/crc).
 //!
 //! Each vector is checked in both directions: encoding the typed request must give the TX bytes,
 //! and decoding the TX bytes must give the request back (the chip's view of the same frame).
@@ -177,7 +177,7 @@ fn decrement_zone() {
 fn catalogue_x25() -> serde_json::Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/vectors/crc/crc_catalogue.json"
+        "/../../vectors/crc/crc_catalogue.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
