@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -14,10 +13,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::Digest;
 
 use crate::error::ApiError;
+use crate::extract::{Body, Client};
 use crate::service::{now, Refusal, Service};
+use crate::trust::{cert_target, key_target, serial_target, Standing};
 
 type S = State<Arc<Service>>;
 type ApiResult<T> = Result<T, ApiError>;
@@ -41,14 +41,35 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/v1/admin/devices", post(add_device).get(devices))
         .route("/v1/admin/devices/{serial}", get(device))
         .route("/v1/admin/revoke", post(revoke))
+        .route("/v1/admin/unrevoke", post(unrevoke))
         .route("/v1/admin/audit", get(audit))
-        .merge(crate::data::routes())
         .layer(DefaultBodyLimit::max(limit))
+        .merge(crate::data::routes(&service))
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            request_timeout,
+        ))
+        .layer(axum::middleware::from_fn(crate::extract::storable_uri))
         .with_state(service)
 }
 
-fn body<T>(j: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    j.map(|Json(v)| v).map_err(ApiError::from)
+/// A request that takes longer than the configured timeout (a trickled body, a stalled client)
+/// gets 408 and its connection slot back.
+async fn request_timeout(
+    State(s): S,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let limit = std::time::Duration::from_secs(s.config.request_timeout_secs);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "request_timeout",
+            message: format!("the request took over {} s", limit.as_secs()),
+        }
+        .into_response(),
+    }
 }
 
 /// A certificate given as PEM text or base64 DER.
@@ -64,16 +85,8 @@ fn der_of(text: &str) -> ApiResult<Vec<u8>> {
 }
 
 /// The operator bearer token check.
-pub(crate) fn check_admin(s: &Service, headers: &HeaderMap) -> ApiResult<()> {
-    admin(s, headers)
-}
-
-fn admin(s: &Service, headers: &HeaderMap) -> ApiResult<()> {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+pub(crate) fn admin(s: &Service, headers: &HeaderMap) -> ApiResult<()> {
+    let given = bearer(headers);
     if !given.is_empty()
         && bool::from(subtle::ConstantTimeEq::ct_eq(
             given.as_bytes(),
@@ -116,44 +129,27 @@ struct ChallengeReq {
     chain: Vec<String>,
 }
 
-async fn refuse(s: &Service, r: Refusal, serial: &str, started: Instant) -> ApiError {
-    s.metrics.latency(started.elapsed());
+fn refusal(r: Refusal) -> ApiError {
     match r {
         Refusal::Store(e) => e.into(),
-        Refusal::Auth(reason) => {
-            s.metrics.failure(reason);
-            tracing::info!(serial, reason = reason.code(), "authentication refused");
-            if !serial.is_empty() {
-                let _ = s
-                    .store
-                    .bump(&format!("fail:{serial}"), now(), s.config.rate_window)
-                    .await;
-            }
-            let _ = s.audit(serial, "auth_failure", reason.code(), "").await;
-            ApiError::auth(reason)
-        }
+        Refusal::Auth(reason) => ApiError::auth(reason),
     }
 }
 
 async fn challenge(
     State(s): S,
-    j: Result<Json<ChallengeReq>, JsonRejection>,
+    Client(client): Client,
+    Body(req): Body<ChallengeReq>,
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
-    let req = body(j)?;
     let der = B64.decode(req.certificate.trim()).map_err(|_| {
         ApiError::bad_request("malformed_request", "certificate is not valid base64")
     })?;
-    let serial = sesame_pki::device_identity(&der)
-        .map(|i| i.serial)
-        .unwrap_or_default();
-    match s.challenge(&der).await {
-        Ok(c) => {
-            s.metrics.latency(started.elapsed());
-            Ok(Json(serde_json::to_value(c).unwrap_or_default()))
-        }
-        Err(r) => Err(refuse(&s, r, &serial, started).await),
-    }
+    let r = s.challenge(&der, client).await;
+    s.metrics.latency(started.elapsed());
+    Ok(Json(
+        serde_json::to_value(r.map_err(refusal)?).unwrap_or_default(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -168,10 +164,10 @@ struct ResponseReq {
 
 async fn response(
     State(s): S,
-    j: Result<Json<ResponseReq>, JsonRejection>,
+    Client(client): Client,
+    Body(req): Body<ResponseReq>,
 ) -> ApiResult<Json<Value>> {
     let started = Instant::now();
-    let req = body(j)?;
     let sig = B64
         .decode(req.signature.trim())
         .map_err(|_| ApiError::bad_request("malformed_request", "signature is not valid base64"))?;
@@ -181,29 +177,33 @@ async fn response(
         })?),
         None => None,
     };
-    match s
-        .respond(&req.challenge_id, &sig, cert.as_deref(), req.ecdh.as_ref())
-        .await
-    {
-        Ok(session) => {
-            s.metrics.success();
-            s.metrics.latency(started.elapsed());
-            let _ = s.audit(&session.serial, "auth_success", "", "").await;
-            Ok(Json(serde_json::to_value(session).unwrap_or_default()))
-        }
-        Err((r, serial)) => Err(refuse(&s, r, &serial, started).await),
-    }
+    let r = s
+        .respond(
+            &req.challenge_id,
+            &sig,
+            cert.as_deref(),
+            req.ecdh.as_ref(),
+            client,
+        )
+        .await;
+    s.metrics.latency(started.elapsed());
+    Ok(Json(
+        serde_json::to_value(r.map_err(refusal)?).unwrap_or_default(),
+    ))
 }
 
-async fn session(State(s): S, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let token = headers
+/// The bearer token of a request (empty if none).
+pub(crate) fn bearer(headers: &HeaderMap) -> &str {
+    headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-    match s.store.session(&hash, now()).await? {
-        Some(serial) => Ok(Json(json!({ "serial": serial }))),
+        .unwrap_or_default()
+}
+
+async fn session(State(s): S, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    match s.session(bearer(&headers)).await? {
+        Some(row) => Ok(Json(json!({ "serial": row.serial }))),
         None => Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
@@ -217,27 +217,38 @@ struct CertReq {
     certificate: String,
 }
 
+fn created(new: bool) -> StatusCode {
+    if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 async fn add_root(
     State(s): S,
     h: HeaderMap,
-    j: Result<Json<CertReq>, JsonRejection>,
+    Body(req): Body<CertReq>,
 ) -> ApiResult<impl IntoResponse> {
     admin(&s, &h)?;
-    let der = der_of(&body(j)?.certificate)?;
+    let der = der_of(&req.certificate)?;
     let cert = x509_cert::Certificate::from_der_checked(&der)?;
+    // A root is a self-signed CA: a leaf or a family CA here would trust too much or nothing.
+    sesame_pki::verify_ca_issued_by(&der, &der).map_err(|e| {
+        ApiError::bad_request(
+            "not_a_root",
+            format!("a trusted root must be a self-signed CA certificate ({e})"),
+        )
+    })?;
     let fp = sesame_pki::fingerprint(&der);
     let subject = cert.tbs_certificate.subject.to_string();
-    let created = s
+    let new = s
         .store
         .add_root(&fp, &B64.encode(&der), &subject, now())
         .await?;
-    s.audit(&subject, "trust_root", "", &fp).await?;
+    s.audit("", "trust_root", "", &fp).await?;
     Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
+        created(new),
         Json(json!({ "fingerprint": fp, "subject": subject })),
     ))
 }
@@ -261,15 +272,20 @@ struct FamilyReq {
 async fn add_family(
     State(s): S,
     h: HeaderMap,
-    j: Result<Json<FamilyReq>, JsonRejection>,
+    Body(req): Body<FamilyReq>,
 ) -> ApiResult<impl IntoResponse> {
     admin(&s, &h)?;
-    let req = body(j)?;
     let der = der_of(&req.certificate)?;
     let sig = B64
         .decode(req.signature.trim())
         .map_err(|_| ApiError::bad_request("malformed_request", "signature is not valid base64"))?;
     let cert = x509_cert::Certificate::from_der_checked(&der)?;
+    if cert.tbs_certificate.issuer == cert.tbs_certificate.subject {
+        return Err(ApiError::bad_request(
+            "is_root",
+            "this is a root (self-signed); enroll the family CA it issued",
+        ));
+    }
     let name = sesame_pki::device_identity(&der)
         .map(|i| i.serial)
         .unwrap_or_else(|_| cert.tbs_certificate.subject.to_string());
@@ -305,7 +321,7 @@ async fn add_family(
         .is_err()
     {
         let _ = s
-            .audit(&name, "enroll_family_refused", "proof_of_possession", "")
+            .audit("", "enroll_family_refused", "proof_of_possession", "")
             .await;
         return Err(ApiError::bad_request(
             "proof_of_possession",
@@ -320,14 +336,11 @@ async fn add_family(
         revoked: false,
         der: B64.encode(&der),
     };
-    let created = s.store.add_family(&row, now()).await?;
-    s.audit(&name, "enroll_family", "", &fp).await?;
+    let new = s.store.add_family(&row, now()).await?;
+    s.audit("", "enroll_family", "", &format!("{name} {fp}"))
+        .await?;
     Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
+        created(new),
         Json(json!({ "fingerprint": fp, "name": name })),
     ))
 }
@@ -340,25 +353,39 @@ async fn families(State(s): S, h: HeaderMap) -> ApiResult<Json<Value>> {
 async fn add_device(
     State(s): S,
     h: HeaderMap,
-    j: Result<Json<CertReq>, JsonRejection>,
+    Body(req): Body<CertReq>,
 ) -> ApiResult<impl IntoResponse> {
     admin(&s, &h)?;
-    let der = der_of(&body(j)?.certificate)?;
-    let id = sesame_pki::device_identity(&der)
-        .map_err(|e| ApiError::bad_request("malformed_certificate", e.to_string()))?;
-    let fp = sesame_pki::fingerprint(&der);
-    let created = s
+    let der = der_of(&req.certificate)?;
+    let leaf = sesame_pki::profile::device_leaf(&der)
+        .map_err(|e| ApiError::bad_request("bad_profile", e.to_string()))?;
+    let cert_id = hex::encode(leaf.cert_id);
+    let owner = format!("{}{cert_id}", crate::trust::CERT_OWNER);
+    let bind = s
         .store
-        .enroll_device(&fp, &id.serial, &B64.encode(&der), now())
+        .enroll_device(
+            &crate::store_trust::Registration {
+                serial: &leaf.serial,
+                owner: &owner,
+                cert_id: &cert_id,
+                key_id: &hex::encode(leaf.key_id),
+                der_hash: &hex::encode(leaf.der_hash),
+                der: &B64.encode(&der),
+            },
+            now(),
+        )
         .await?;
-    s.audit(&id.serial, "enroll_device", "", &fp).await?;
+    if bind == crate::store_trust::Bind::Conflict {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "serial_conflict",
+            message: format!("serial {} belongs to another device", leaf.serial),
+        });
+    }
+    s.audit(&leaf.serial, "enroll_device", "", &cert_id).await?;
     Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(json!({ "fingerprint": fp, "serial": id.serial })),
+        StatusCode::CREATED,
+        Json(json!({ "cert_id": cert_id, "serial": leaf.serial })),
     ))
 }
 
@@ -367,19 +394,45 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
+/// Marks each device revoked from the trust state (no query per device).
+async fn with_standing(
+    s: &Service,
+    mut devices: Vec<crate::store::DeviceRow>,
+) -> ApiResult<Vec<crate::store::DeviceRow>> {
+    let trust = s.trust().await?;
+    let t = now() as u64;
+    for d in &mut devices {
+        d.revoked = trust.standing(&d.serial, &d.cert_id, &d.key_id, &d.owner, t)
+            != Standing::Good;
+    }
+    Ok(devices)
+}
+
 async fn devices(State(s): S, h: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     admin(&s, &h)?;
-    Ok(Json(
-        json!({ "devices": s.store.devices(None, q.limit.unwrap_or(1000).clamp(1, 100_000)).await? }),
-    ))
+    let rows = s
+        .store
+        .devices(q.limit.unwrap_or(1000).clamp(1, 100_000))
+        .await?;
+    Ok(Json(json!({ "devices": with_standing(&s, rows).await? })))
+}
+
+pub(crate) fn serial_arg(serial: &str) -> ApiResult<String> {
+    sesame_pki::profile::canonical_serial(serial).ok_or_else(|| {
+        ApiError::bad_request(
+            "bad_serial",
+            "a serial is 1 to 64 characters of A-Z 0-9 - . _",
+        )
+    })
 }
 
 async fn device(State(s): S, h: HeaderMap, Path(serial): Path<String>) -> ApiResult<Json<Value>> {
     admin(&s, &h)?;
-    let d = s.store.devices(Some(&serial), 1).await?;
-    if d.is_empty() {
+    let serial = serial_arg(&serial)?;
+    let Some(d) = s.store.device(&serial).await? else {
         return Err(ApiError::not_found(format!("no device {serial}")));
-    }
+    };
+    let d = with_standing(&s, vec![d]).await?;
     Ok(Json(json!({ "serial": serial, "certificates": d })))
 }
 
@@ -389,40 +442,128 @@ struct RevokeReq {
     serial: Option<String>,
     fingerprint: Option<String>,
     family: Option<String>,
+    certificate: Option<String>,
+    /// Revoke a serial the cloud has never seen (a device not yet in the field).
+    #[serde(default)]
+    pre_revoke: bool,
 }
 
-async fn revoke(
-    State(s): S,
-    h: HeaderMap,
-    j: Result<Json<RevokeReq>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    admin(&s, &h)?;
-    let r = body(j)?;
-    let t = now();
-    let (target, what) = match (r.serial, r.fingerprint, r.family) {
-        (Some(v), None, None) => {
-            s.store.revoke(&format!("serial:{v}"), t).await?;
-            (v, "revoke_device")
+/// What a revocation request names: revocation targets (with a description of each), or a
+/// family. Unknown names are a 404; nothing is written for them.
+async fn targets(s: &Service, r: RevokeReq) -> ApiResult<Result<Vec<(String, Value)>, String>> {
+    let one = |n: usize| n == 1;
+    let given = [
+        r.serial.is_some(),
+        r.fingerprint.is_some(),
+        r.family.is_some(),
+        r.certificate.is_some(),
+    ];
+    if !one(given.iter().filter(|g| **g).count()) {
+        return Err(ApiError::bad_request(
+            "malformed_request",
+            "give exactly one of serial, fingerprint, certificate, family",
+        ));
+    }
+    if let Some(f) = r.family {
+        return Ok(Err(f.trim().to_string()));
+    }
+    let mut out = Vec::new();
+    if let Some(serial) = r.serial {
+        let serial = serial_arg(&serial)?;
+        if s.store.device(&serial).await?.is_none() && !r.pre_revoke {
+            return Err(ApiError::not_found(format!(
+                "no device {serial} has been seen; add \"pre_revoke\": true to revoke it before it is"
+            )));
         }
-        (None, Some(v), None) => {
-            s.store.revoke(&format!("fp:{v}"), t).await?;
-            (v, "revoke_device")
-        }
-        (None, None, Some(v)) => {
-            if s.store.revoke_family(&v).await? == 0 {
-                return Err(ApiError::not_found(format!("no family {v}")));
-            }
-            (v, "revoke_family")
-        }
-        _ => {
-            return Err(ApiError::bad_request(
+        out.push((serial_target(&serial), json!({ "kind": "serial", "serial": serial })));
+    }
+    if let Some(fp) = r.fingerprint {
+        let h = sesame_pki::profile::canonical_hash(&fp).ok_or_else(|| {
+            ApiError::bad_request(
                 "malformed_request",
-                "give exactly one of serial, fingerprint, family",
+                "a fingerprint is 64 hex digits (colons allowed)",
+            )
+        })?;
+        let found = s.store.devices_by_hash(&h).await?;
+        if found.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no known certificate or key has the fingerprint {h}; give the certificate instead"
+            )));
+        }
+        for d in found {
+            out.push((cert_target(&d.cert_id), json!({ "kind": "certificate", "serial": d.serial, "cert_id": d.cert_id })));
+            out.push((key_target(&d.key_id), json!({ "kind": "key", "serial": d.serial, "key_id": d.key_id })));
+        }
+    }
+    if let Some(c) = r.certificate {
+        let der = der_of(&c)?;
+        let leaf = sesame_pki::profile::device_leaf(&der)
+            .map_err(|e| ApiError::bad_request("bad_profile", e.to_string()))?;
+        let (cert_id, key_id) = (hex::encode(leaf.cert_id), hex::encode(leaf.key_id));
+        out.push((cert_target(&cert_id), json!({ "kind": "certificate", "serial": leaf.serial, "cert_id": cert_id })));
+        out.push((key_target(&key_id), json!({ "kind": "key", "serial": leaf.serial, "key_id": key_id })));
+    }
+    out.dedup_by(|a, b| a.0 == b.0);
+    Ok(Ok(out))
+}
+
+async fn revoke(State(s): S, h: HeaderMap, Body(r): Body<RevokeReq>) -> ApiResult<Json<Value>> {
+    change_revocation(&s, &h, r, true).await
+}
+
+async fn unrevoke(State(s): S, h: HeaderMap, Body(r): Body<RevokeReq>) -> ApiResult<Json<Value>> {
+    change_revocation(&s, &h, r, false).await
+}
+
+async fn change_revocation(
+    s: &Service,
+    h: &HeaderMap,
+    r: RevokeReq,
+    revoke: bool,
+) -> ApiResult<Json<Value>> {
+    admin(s, h)?;
+    let (event, key) = if revoke {
+        ("revoke", "revoked")
+    } else {
+        ("unrevoke", "unrevoked")
+    };
+    match targets(s, r).await? {
+        Err(family) => {
+            let rows = s.store.set_family_revoked(&family, revoke).await?;
+            if rows.is_empty() {
+                return Err(ApiError::not_found(format!("no family {family}")));
+            }
+            let matched: Vec<Value> = rows
+                .iter()
+                .map(|f| json!({ "kind": "family", "name": f.name, "fingerprint": f.fingerprint }))
+                .collect();
+            for f in &rows {
+                s.audit("", &format!("{event}_family"), "", &format!("{} {}", f.name, f.fingerprint))
+                    .await?;
+            }
+            Ok(Json(json!({ key: matched })))
+        }
+        Ok(targets) => {
+            let names: Vec<String> = targets.iter().map(|(t, _)| t.clone()).collect();
+            if revoke {
+                s.store.revoke(&names, now()).await?;
+            } else if s.store.unrevoke(&names).await? == 0 {
+                return Err(ApiError::not_found("none of these is revoked"));
+            }
+            for (t, d) in &targets {
+                s.audit(
+                    d["serial"].as_str().unwrap_or_default(),
+                    &format!("{event}_device"),
+                    "",
+                    t,
+                )
+                .await?;
+            }
+            Ok(Json(
+                json!({ key: targets.into_iter().map(|(_, d)| d).collect::<Vec<_>>() }),
             ))
         }
-    };
-    s.audit(&target, what, "", "").await?;
-    Ok(Json(json!({ "revoked": target })))
+    }
 }
 
 #[derive(Deserialize)]
@@ -435,10 +576,13 @@ struct AuditQuery {
 
 async fn audit(State(s): S, h: HeaderMap, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
     admin(&s, &h)?;
+    // Refusals aggregated in memory are written first, so the log is current.
+    s.flush_audit().await?;
+    let serial = q.serial.as_deref().map(serial_arg).transpose()?;
     let rows = s
         .store
         .audit_log(
-            q.serial.as_deref(),
+            serial.as_deref(),
             q.since.unwrap_or(0),
             q.until.unwrap_or(i64::MAX),
             q.limit.unwrap_or(1000).clamp(1, 100_000),

@@ -20,12 +20,34 @@ pub struct Config {
     pub session_ttl: i64,
     /// Largest request body, bytes.
     pub body_limit: usize,
-    /// Failures per device within `rate_window` before it is throttled.
-    pub max_failures: i64,
-    /// Challenges per device within `rate_window` before it is throttled.
-    pub max_challenges: i64,
+    /// Refused authentication attempts per client address (IPv6: per /64) within
+    /// `rate_window` before that address is throttled (429). Nothing a caller sends can throttle
+    /// a named device.
+    pub max_refusals_per_client: u32,
+    /// Verified logins per device within `rate_window` before the device is throttled.
+    pub max_logins_per_device: u32,
     /// Rate window, seconds.
     pub rate_window: i64,
+    /// Audit rows older than this many days are deleted (0 keeps them forever).
+    pub audit_retention_days: i64,
+    /// Seconds between retention runs (expired sessions, challenges, codes; old audit rows;
+    /// aggregated refusals written to the audit log).
+    pub housekeeping_secs: u64,
+    /// The firmware-signing public key (PEM, P-256 SPKI, `fab/firmware.pub.pem`): a release is
+    /// accepted only if its manifest verifies under it. Without it, no release can be published.
+    pub firmware_key: Option<String>,
+    /// Largest firmware image accepted, bytes.
+    pub firmware_limit: usize,
+    /// Seconds a client has to send a request's headers (also the TLS handshake, and the
+    /// longest a kept-alive connection may wait for its next request).
+    pub header_timeout_secs: u64,
+    /// Seconds a request (body included) has to complete; slower ones get 408.
+    pub request_timeout_secs: u64,
+    /// Seconds a connection may stay open with no bytes moving either way.
+    pub idle_timeout_secs: u64,
+    /// Most connections served at once (0: derived from the open-file limit); past it, new
+    /// connections wait in the listen backlog.
+    pub max_connections: usize,
     /// The cloud's command-signing key (PKCS#8 PEM, P-256), made by `sesame factory init`:
     /// signs commands and the cloud's ECDH key. Without it, no commands and no encrypted telemetry.
     pub command_key: Option<String>,
@@ -45,9 +67,17 @@ impl Default for Config {
             challenge_ttl: 30,
             session_ttl: 900,
             body_limit: 64 * 1024,
-            max_failures: 5,
-            max_challenges: 60,
+            max_refusals_per_client: 30,
+            max_logins_per_device: 30,
             rate_window: 60,
+            audit_retention_days: 365,
+            housekeeping_secs: 60,
+            firmware_key: None,
+            firmware_limit: 64 * 1024 * 1024,
+            header_timeout_secs: 10,
+            request_timeout_secs: 60,
+            idle_timeout_secs: 60,
+            max_connections: 0,
             command_key: None,
             tls_cert: None,
             tls_key: None,
@@ -83,6 +113,9 @@ impl Config {
         if let Some(v) = env("COMMAND_KEY") {
             c.command_key = Some(v);
         }
+        if let Some(v) = env("FIRMWARE_KEY") {
+            c.firmware_key = Some(v);
+        }
         if let Some(v) = env("TLS_CERT") {
             c.tls_cert = Some(v);
         }
@@ -100,6 +133,15 @@ impl Config {
         }
         if self.challenge_ttl <= 0 || self.session_ttl <= 0 || self.rate_window <= 0 {
             return Err("lifetimes must be positive".into());
+        }
+        if self.header_timeout_secs == 0
+            || self.request_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+        {
+            return Err("timeouts must be positive".into());
+        }
+        if self.max_refusals_per_client == 0 || self.max_logins_per_device == 0 {
+            return Err("rate limits must be positive".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -16,15 +17,21 @@ use serde_json::{json, Value};
 use sesame_pki::protocol;
 use sha2::Digest;
 
+use crate::api::serial_arg;
 use crate::auth;
 use crate::error::ApiError;
+use crate::extract::Body;
 use crate::service::{now, Service};
-use crate::store_data::{CommandRow, SessionRow};
+use crate::store_data::CommandRow;
+use crate::store_trust::SessionRow;
 
 type S = State<Arc<Service>>;
 type ApiResult<T> = Result<T, ApiError>;
 
-pub(crate) fn routes() -> Router<Arc<Service>> {
+/// Longest command body, bytes.
+const COMMAND_MAX: usize = 4096;
+
+pub(crate) fn routes(s: &Service) -> Router<Arc<Service>> {
     Router::new()
         .route("/v1/telemetry", post(telemetry))
         .route("/v1/commands", get(pending_commands))
@@ -40,7 +47,13 @@ pub(crate) fn routes() -> Router<Arc<Service>> {
             post(queue_command).get(admin_commands),
         )
         .route("/v1/admin/devices/{serial}/usage", get(admin_usage))
-        .route("/v1/admin/firmware", post(publish_firmware))
+        .layer(DefaultBodyLimit::max(s.config.body_limit))
+        // Images travel as bytes, up to their own limit.
+        .merge(
+            Router::new()
+                .route("/v1/admin/firmware", post(publish_firmware))
+                .layer(DefaultBodyLimit::max(s.config.firmware_limit)),
+        )
 }
 
 fn refused(status: StatusCode, code: &'static str, message: &str) -> ApiError {
@@ -57,44 +70,17 @@ fn b64(field: &str, v: &str) -> ApiResult<Vec<u8>> {
     })
 }
 
-fn body<T>(j: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    j.map(|Json(v)| v).map_err(ApiError::from)
-}
 
-/// The device behind a bearer token; refused if the session is unknown/expired or the device
-/// (or its certificate, or its family) has been revoked since. The session's telemetry key
-/// comes back unwrapped (hex), or empty.
+/// The device behind a bearer token; refused if the session is unknown or expired, or the device
+/// (its serial, certificate, key or family) has been revoked since.
 async fn device(s: &Service, headers: &HeaderMap) -> ApiResult<SessionRow> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-    let Some(mut row) = s.store.session_row(&hash, now()).await? else {
-        return Err(refused(
+    s.session(crate::api::bearer(headers)).await?.ok_or_else(|| {
+        refused(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "no valid device session",
-        ));
-    };
-    let families = s.store.families().await?;
-    for d in s.store.devices(Some(&row.serial), 1).await? {
-        let family_revoked = families
-            .iter()
-            .any(|f| f.fingerprint == d.family && f.revoked);
-        if d.revoked || family_revoked {
-            return Err(ApiError::auth(crate::auth::Reason::Revoked));
-        }
-    }
-    if s.store.is_revoked(&row.serial, "").await? {
-        return Err(ApiError::auth(crate::auth::Reason::Revoked));
-    }
-    row.telemetry_key = s
-        .unwrap_session_key(&row.telemetry_key, &hash)
-        .map(hex::encode)
-        .unwrap_or_default();
-    Ok(row)
+            "no valid device session (expired, or the device was revoked)",
+        )
+    })
 }
 
 /// Checks that `message` was signed (`R || S`) by the chip behind this session.
@@ -112,7 +98,7 @@ fn signed_by_chip(dev: &SessionRow, message: &[u8], sig: &[u8], what: &str) -> A
 }
 
 fn admin(s: &Service, headers: &HeaderMap) -> ApiResult<()> {
-    crate::api::check_admin(s, headers)
+    crate::api::admin(s, headers)
 }
 
 #[derive(Deserialize)]
@@ -127,10 +113,9 @@ struct TelemetryReq {
 async fn telemetry(
     State(s): S,
     h: HeaderMap,
-    j: Result<Json<TelemetryReq>, JsonRejection>,
+    Body(r): Body<TelemetryReq>,
 ) -> ApiResult<Json<Value>> {
     let dev = device(&s, &h).await?;
-    let r = body(j)?;
     let (nonce, ct, sig) = (
         b64("nonce", &r.nonce)?,
         b64("ciphertext", &r.ciphertext)?,
@@ -171,7 +156,15 @@ async fn telemetry(
     };
     let seq = i64::try_from(r.seq)
         .map_err(|_| ApiError::bad_request("malformed_request", "seq out of range"))?;
-    let payload = String::from_utf8_lossy(&plain).into_owned();
+    let payload = String::from_utf8(plain)
+        .ok()
+        .filter(|p| !p.contains('\0'))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "unstorable_input",
+                "the decrypted payload must be UTF-8 text without NUL",
+            )
+        })?;
     // Committed before the acknowledgement; a sequence not above the last accepted is a replay.
     if !s
         .store
@@ -196,6 +189,7 @@ async fn admin_telemetry(
     Path(serial): Path<String>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &h)?;
+    let serial = serial_arg(&serial)?;
     Ok(Json(
         json!({ "serial": serial, "messages": s.store.telemetry(&serial, 10_000).await? }),
     ))
@@ -212,10 +206,16 @@ async fn queue_command(
     State(s): S,
     h: HeaderMap,
     Path(serial): Path<String>,
-    j: Result<Json<QueueReq>, JsonRejection>,
+    Body(r): Body<QueueReq>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     admin(&s, &h)?;
-    let r = body(j)?;
+    let serial = serial_arg(&serial)?;
+    if r.body.is_empty() || r.body.len() > COMMAND_MAX {
+        return Err(ApiError::bad_request(
+            "malformed_request",
+            format!("a command body is 1 to {COMMAND_MAX} bytes"),
+        ));
+    }
     if s.command_key.is_none() {
         return Err(refused(
             StatusCode::CONFLICT,
@@ -267,6 +267,7 @@ async fn admin_commands(
     Path(serial): Path<String>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &h)?;
+    let serial = serial_arg(&serial)?;
     Ok(Json(
         json!({ "commands": s.store.commands(&serial, false).await? }),
     ))
@@ -289,10 +290,9 @@ async fn receipt(
     State(s): S,
     h: HeaderMap,
     Path(seq): Path<i64>,
-    j: Result<Json<ReceiptReq>, JsonRejection>,
+    Body(r): Body<ReceiptReq>,
 ) -> ApiResult<Json<Value>> {
     let dev = device(&s, &h).await?;
-    let r = body(j)?;
     let sig = b64("signature", &r.signature)?;
     if seq < 0 {
         return Err(ApiError::bad_request(
@@ -300,6 +300,7 @@ async fn receipt(
             "negative sequence",
         ));
     }
+    receipt_status(&r.status)?;
     let m = protocol::receipt_message(&s.config.identity, &dev.serial, seq as u64, &r.status);
     signed_by_chip(&dev, &m, &sig, "receipt")?;
     if !s
@@ -318,35 +319,93 @@ async fn receipt(
     Ok(Json(json!({ "recorded": seq })))
 }
 
-#[derive(Deserialize)]
-struct PublishReq {
-    manifest: Value,
-    image: String,
+/// Outcomes a receipt may report, each optionally followed by `:detail`.
+pub const RECEIPT_OUTCOMES: [&str; 3] = ["executed", "refused", "failed"];
+/// Longest receipt detail, bytes.
+const RECEIPT_DETAIL_MAX: usize = 200;
+
+/// A receipt status is `OUTCOME` or `OUTCOME:detail`, with OUTCOME from [`RECEIPT_OUTCOMES`] and
+/// a short printable detail: a receipt always settles its command.
+fn receipt_status(status: &str) -> ApiResult<()> {
+    let (outcome, detail) = status.split_once(':').unwrap_or((status, ""));
+    let detail_ok = detail.len() <= RECEIPT_DETAIL_MAX && !detail.chars().any(char::is_control);
+    if RECEIPT_OUTCOMES.contains(&outcome) && detail_ok && (detail.is_empty() == !status.contains(':')) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "bad_receipt_status",
+            format!(
+                "a receipt status is one of {} optionally followed by ':' and up to {RECEIPT_DETAIL_MAX} printable characters",
+                RECEIPT_OUTCOMES.join(", ")
+            ),
+        ))
+    }
 }
 
+/// The header that carries a release's signed manifest (compact JSON) with its image.
+pub const MANIFEST_HEADER: &str = "sesame-manifest";
+
+/// A signed firmware manifest.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    version: u32,
+    sha256: String,
+    size: u64,
+    signature: String,
+}
+
+/// `POST /v1/admin/firmware`: the image as the body (`application/octet-stream`), its manifest
+/// in the `sesame-manifest` header. Accepted only if the manifest describes the image and its
+/// signature verifies under the configured firmware key, so no version is spent on a release
+/// that devices would refuse.
 async fn publish_firmware(
     State(s): S,
     h: HeaderMap,
-    j: Result<Json<PublishReq>, JsonRejection>,
+    image: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     admin(&s, &h)?;
-    let r = body(j)?;
-    let image = b64("image", &r.image)?;
-    let version = r.manifest["version"]
-        .as_i64()
-        .ok_or_else(|| ApiError::bad_request("malformed_request", "manifest has no version"))?;
-    let sha = hex::encode(sha2::Sha256::digest(&image));
-    if r.manifest["sha256"].as_str() != Some(sha.as_str())
-        || r.manifest["size"].as_u64() != Some(image.len() as u64)
-    {
+    let Some(fw_key) = s.firmware_key.as_ref() else {
+        return Err(refused(
+            StatusCode::CONFLICT,
+            "no_firmware_key",
+            "the cloud has no firmware public key configured (firmware_key)",
+        ));
+    };
+    let manifest: Manifest = h
+        .get(MANIFEST_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str(v).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "malformed_request",
+                format!("send the signed manifest as compact JSON in the {MANIFEST_HEADER} header"),
+            )
+        })?;
+    let sha = sha2::Sha256::digest(&image);
+    if manifest.sha256 != hex::encode(sha) || manifest.size != image.len() as u64 {
         return Err(ApiError::bad_request(
             "manifest_mismatch",
             "the manifest does not describe this image",
         ));
     }
+    let sig = b64("signature", &manifest.signature)?;
+    let m = protocol::firmware_message(manifest.version, &sha, manifest.size);
+    if !auth::verify(fw_key, &m, &sig) {
+        let _ = s
+            .audit("", "firmware_refused", "bad_signature", &manifest.version.to_string())
+            .await;
+        return Err(refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_signature",
+            "the manifest is not signed by the firmware key",
+        ));
+    }
+    let version = i64::from(manifest.version);
+    let manifest_json = serde_json::to_string(&manifest).unwrap_or_default();
     if !s
         .store
-        .put_firmware(version, &r.manifest.to_string(), &r.image, now())
+        .put_firmware(version, &manifest_json, &B64.encode(&image), now())
         .await?
     {
         return Err(refused(
@@ -357,7 +416,7 @@ async fn publish_firmware(
     }
     s.audit("", "firmware_release", "", &version.to_string())
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "version": version }))))
+    Ok((StatusCode::CREATED, Json(json!({ "version": version, "size": image.len() }))))
 }
 
 async fn latest_firmware(State(s): S, h: HeaderMap) -> ApiResult<Json<Value>> {
@@ -368,16 +427,27 @@ async fn latest_firmware(State(s): S, h: HeaderMap) -> ApiResult<Json<Value>> {
     }
 }
 
+/// The image of a release, as bytes, with its manifest in the `sesame-manifest` header.
 async fn firmware_image(
     State(s): S,
     h: HeaderMap,
     Path(version): Path<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     device(&s, &h).await?;
     match s.store.firmware(Some(version)).await? {
-        Some((m, image)) => Ok(Json(
-            json!({ "manifest": serde_json::from_str::<Value>(&m).unwrap_or_default(), "image": image }),
-        )),
+        Some((m, image)) => {
+            let bytes = B64.decode(image).map_err(|_| {
+                ApiError::from(crate::store::StoreError("stored image is not base64".into()))
+            })?;
+            Ok((
+                [
+                    ("content-type", "application/octet-stream".to_string()),
+                    (MANIFEST_HEADER, m),
+                ],
+                bytes,
+            )
+                .into_response())
+        }
         None => Err(ApiError::not_found(format!("no firmware {version}"))),
     }
 }
@@ -392,10 +462,9 @@ struct UsageReq {
 async fn usage(
     State(s): S,
     h: HeaderMap,
-    j: Result<Json<UsageReq>, JsonRejection>,
+    Body(r): Body<UsageReq>,
 ) -> ApiResult<Json<Value>> {
     let dev = device(&s, &h).await?;
-    let r = body(j)?;
     let sig = b64("signature", &r.signature)?;
     let m = protocol::usage_message(&s.config.identity, &dev.serial, r.seq, r.remaining);
     signed_by_chip(&dev, &m, &sig, "report")?;
@@ -421,6 +490,7 @@ async fn admin_usage(
     Path(serial): Path<String>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &h)?;
+    let serial = serial_arg(&serial)?;
     match s.store.usage(&serial).await? {
         Some((remaining, at)) => Ok(Json(
             json!({ "serial": serial, "remaining": remaining, "reported_at": at }),

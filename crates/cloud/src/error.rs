@@ -45,21 +45,7 @@ impl ApiError {
         } else {
             StatusCode::UNAUTHORIZED
         };
-        let message = match r {
-            Reason::MalformedCertificate => "the certificate is not valid DER X.509",
-            Reason::NotEnrolled => {
-                "the certificate does not chain to an enrolled family and is not enrolled"
-            }
-            Reason::Revoked => "the device is revoked",
-            Reason::FamilyRevoked => "the device's family is revoked",
-            Reason::Expired => "the certificate is expired or not yet valid",
-            Reason::WrongKeyUsage => "the certificate is not for device authentication",
-            Reason::UnknownChallenge => "unknown or already used challenge",
-            Reason::ChallengeExpired => "the challenge expired",
-            Reason::CertificateMismatch => "the challenge was issued to another certificate",
-            Reason::BadSignature => "the signature does not verify",
-            Reason::Throttled => "too many attempts from this device; try later",
-        };
+        let message = r.message();
         Self {
             status,
             code: r.code(),

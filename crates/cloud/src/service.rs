@@ -1,7 +1,8 @@
 //! The authentication and enrollment logic, independent of HTTP.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -9,8 +10,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 use sha2::Digest;
 
 use crate::auth::{self, Reason};
+use crate::guard::Guard;
 use crate::metrics::Metrics;
-use crate::store::{AuditRow, ChallengeRow, FamilyRow, Store, StoreError};
+use crate::store::{AuditRow, ChallengeRow, Store, StoreError};
+use crate::store_trust::{Bind, Registration, SessionRow};
+use crate::trust::{Standing, Trust};
 use crate::Config;
 
 /// Most chain-check results kept in memory.
@@ -33,11 +37,17 @@ pub struct Service {
     /// Metrics.
     pub metrics: Metrics,
     rng: SystemRandom,
-    /// Chain checks already done: leaf fingerprint → family fingerprint. A chain check costs
-    /// two signature verifications; revocation is still checked on every request.
-    chains: Mutex<HashMap<String, String>>,
+    /// Chain checks already done: certificate id (TBS hash) → family fingerprint. A chain check
+    /// costs a signature verification; validity and revocation are still checked every time.
+    chains: Mutex<HashMap<[u8; 32], String>>,
+    /// Roots, families and revocations, reloaded when the trust version moves.
+    trust: RwLock<Arc<Trust>>,
+    /// Throttles and the refusal audit aggregate.
+    pub(crate) guard: Guard,
     /// The command-signing key (ring, P-256, fixed-width signatures).
     pub(crate) command_key: Option<ring::signature::EcdsaKeyPair>,
+    /// The firmware-signing public key (SEC1), which every published release must verify under.
+    pub(crate) firmware_key: Option<Vec<u8>>,
     /// Wraps session telemetry keys at rest (derived from the command key), so a copy of the
     /// database alone does not decrypt telemetry.
     session_wrap: Option<[u8; 32]>,
@@ -52,16 +62,12 @@ pub struct EcdhOffer {
     pub signature: String,
 }
 
-/// A certificate that passed every check.
+/// A certificate that passed every check at the challenge step.
 pub struct Accepted {
-    /// Fingerprint.
-    pub fingerprint: String,
-    /// Serial.
-    pub serial: String,
-    /// SEC1 public key.
-    pub public_key: Vec<u8>,
-    /// Family fingerprint, empty for an individually enrolled device.
-    pub family: String,
+    /// The parsed certificate.
+    pub leaf: sesame_pki::profile::Leaf,
+    /// Owner: the family fingerprint, or `cert:<cert id>`.
+    pub owner: String,
 }
 
 /// What the device gets back for a challenge request.
@@ -101,8 +107,9 @@ pub struct CloudEcdh {
 }
 
 /// A refusal, or a storage failure.
+#[derive(Debug)]
 pub enum Refusal {
-    /// Refused with a reason.
+    /// Refused with a reason (already counted, logged and audited by the service).
     Auth(Reason),
     /// The database failed.
     Store(StoreError),
@@ -114,14 +121,23 @@ impl From<StoreError> for Refusal {
     }
 }
 
-impl From<Reason> for Refusal {
-    fn from(r: Reason) -> Self {
-        Self::Auth(r)
+/// A refusal before it is recorded: the reason, and the serial of a certificate that chained
+/// to an enrolled family (never a name a stranger chose).
+enum Fail {
+    Auth(Reason, Option<String>),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
     }
 }
 
-fn fingerprint(der: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(der))
+impl From<Reason> for Fail {
+    fn from(r: Reason) -> Self {
+        Self::Auth(r, None)
+    }
 }
 
 impl Service {
@@ -154,12 +170,19 @@ impl Service {
             }
             None => None,
         };
+        let firmware_key = match &config.firmware_key {
+            Some(path) => Some(firmware_public_key(path).map_err(StoreError)?),
+            None => None,
+        };
         Ok(Arc::new(Self {
+            firmware_key,
             config,
             store,
             metrics: Metrics::default(),
             rng,
             chains: Mutex::new(HashMap::new()),
+            trust: RwLock::new(Arc::new(Trust::default())),
+            guard: Guard::default(),
             command_key,
             session_wrap,
         }))
@@ -226,128 +249,164 @@ impl Service {
             .await
     }
 
-    /// Checks a device certificate: enrolled family path (or exact enrolled certificate),
-    /// revocation, validity and key usage.
-    pub async fn check_certificate(&self, der: &[u8]) -> Result<Accepted, Refusal> {
-        let id = sesame_pki::device_identity(der).map_err(|_| Reason::MalformedCertificate)?;
-        let fp = fingerprint(der);
-        if self.store.is_revoked(&id.serial, &fp).await? {
-            return Err(Reason::Revoked.into());
+    /// The trust snapshot, reloaded if any instance changed roots, families or revocations
+    /// since it was loaded (one small read per call).
+    pub async fn trust(&self) -> Result<Arc<Trust>, StoreError> {
+        let version = self.store.trust_version().await?;
+        let current = self.trust.read().map(|t| t.clone()).unwrap_or_default();
+        if current.version == version {
+            return Ok(current);
         }
-        let families = self.store.families().await?;
-        let cached = self.chains.lock().ok().and_then(|c| c.get(&fp).cloned());
-        let family = match cached.and_then(|f| families.iter().find(|x| x.fingerprint == f)) {
-            Some(f) => Some(f.clone()),
-            None => self.find_family(der, &fp, &families).await?,
-        };
-        match family {
-            Some(f) if f.revoked => Err(Reason::FamilyRevoked.into()),
-            Some(f) => Ok(Accepted {
-                fingerprint: fp,
-                serial: id.serial,
-                public_key: id.public_key,
-                family: f.fingerprint,
-            }),
-            None => match self.store.enrolled_device(&fp).await? {
-                Some(d) if d.revoked => Err(Reason::Revoked.into()),
-                Some(_) => {
-                    sesame_pki::check_validity(der, now() as u64).map_err(|_| Reason::Expired)?;
-                    Ok(Accepted {
-                        fingerprint: fp,
-                        serial: id.serial,
-                        public_key: id.public_key,
-                        family: String::new(),
-                    })
-                }
-                None => Err(Reason::NotEnrolled.into()),
-            },
-        }
-    }
-
-    async fn find_family(
-        &self,
-        der: &[u8],
-        fp: &str,
-        families: &[FamilyRow],
-    ) -> Result<Option<FamilyRow>, Refusal> {
-        let mut refusal = None;
-        let t = now() as u64;
-        for f in families {
-            let Ok(fder) = B64.decode(&f.der) else {
-                continue;
-            };
-            // The family CA is the anchor: the device must be issued by it, not merely by
-            // something under the same root. The family itself was checked against its root
-            // when it was enrolled; its own validity is checked here.
-            match sesame_pki::verify_device(der, &[], std::slice::from_ref(&fder), t) {
-                Ok(_) => {
-                    sesame_pki::check_validity(&fder, t).map_err(|_| Reason::Expired)?;
-                    if let Ok(mut c) = self.chains.lock() {
-                        // Bounded: a cache, not a registry (a miss costs one verification).
-                        if c.len() >= CHAIN_CACHE_MAX {
-                            c.clear();
-                        }
-                        c.insert(fp.to_string(), f.fingerprint.clone());
-                    }
-                    return Ok(Some(f.clone()));
-                }
-                Err(sesame_pki::VerifyError::Expired) => refusal = Some(Reason::Expired),
-                Err(sesame_pki::VerifyError::WrongUsage) => refusal = Some(Reason::WrongKeyUsage),
-                Err(_) => {}
+        let fresh = Arc::new(Trust::new(
+            version,
+            self.store.roots().await?,
+            self.store.families().await?,
+            self.store.revocations().await?,
+        ));
+        if let Ok(mut t) = self.trust.write() {
+            if t.version < fresh.version {
+                *t = fresh.clone();
             }
         }
-        match refusal {
-            Some(r) => Err(r.into()),
-            None => Ok(None),
+        Ok(fresh)
+    }
+
+    /// Checks a device certificate: the profile, then trust (a path to an enrolled family, or
+    /// an individually enrolled certificate), then validity of the leaf, its family and root,
+    /// then revocation. An untrusted certificate gets `not_enrolled` whatever it names, so the
+    /// answer says nothing about other devices.
+    async fn check_certificate(&self, der: &[u8], t: u64) -> Result<Accepted, Fail> {
+        let leaf = sesame_pki::profile::device_leaf(der).map_err(|e| Reason::of_profile(&e))?;
+        let trust = self.trust().await?;
+        let owner = match self.family_of(&leaf, der, &trust, t)? {
+            Some(f) => f,
+            None => match self.store.enrolled_cert(&hex::encode(leaf.cert_id)).await? {
+                Some(d) if d.serial == leaf.serial => d.owner,
+                _ => return Err(Reason::NotEnrolled.into()),
+            },
+        };
+        // From here on the certificate is trusted: its serial may name the refusal.
+        let fail = |r: Reason| Fail::Auth(r, Some(leaf.serial.clone()));
+        if !leaf.valid_at(t) {
+            return Err(fail(Reason::Expired));
+        }
+        match trust.standing(
+            &leaf.serial,
+            &hex::encode(leaf.cert_id),
+            &hex::encode(leaf.key_id),
+            &owner,
+            t,
+        ) {
+            Standing::Good => Ok(Accepted { leaf, owner }),
+            Standing::Revoked => Err(fail(Reason::Revoked)),
+            Standing::FamilyRevoked => Err(fail(Reason::FamilyRevoked)),
+            Standing::Untrusted => Err(fail(Reason::Expired)),
         }
     }
 
-    /// Steps 1–3: certificate in, challenge out.
-    pub async fn challenge(&self, der: &[u8]) -> Result<Challenge, Refusal> {
-        let ok = self.check_certificate(der).await?;
+    /// The enrolled family that issued `leaf`, found by issuer name and checked by signature
+    /// once per certificate id.
+    fn family_of(
+        &self,
+        leaf: &sesame_pki::profile::Leaf,
+        der: &[u8],
+        trust: &Trust,
+        t: u64,
+    ) -> Result<Option<String>, Fail> {
+        let cached = self
+            .chains
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&leaf.cert_id).cloned());
+        if let Some(f) = cached.filter(|f| trust.family(f).is_some()) {
+            return Ok(Some(f));
+        }
+        for f in trust.issuers(&leaf.issuer) {
+            // The family CA is the anchor: the device must be issued by it. The check runs at
+            // a time inside both validities, so an expired certificate is still recognised as
+            // this family's (and refused as expired, not as unknown).
+            let at = t
+                .clamp(leaf.not_before, leaf.not_after)
+                .clamp(f.ca.not_before, f.ca.not_after);
+            if sesame_pki::verify_device(der, &[], std::slice::from_ref(&f.ca.der), at).is_ok() {
+                if let Ok(mut c) = self.chains.lock() {
+                    // Bounded: a cache, not a registry (a miss costs one verification).
+                    if c.len() >= CHAIN_CACHE_MAX {
+                        c.clear();
+                    }
+                    c.insert(leaf.cert_id, f.row.fingerprint.clone());
+                }
+                return Ok(Some(f.row.fingerprint.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records a refusal: counted against the client address, aggregated into the audit log,
+    /// logged and measured. Returns what the transport answers.
+    fn refused(&self, fail: Fail, client: IpAddr) -> Refusal {
+        match fail {
+            Fail::Store(e) => Refusal::Store(e),
+            Fail::Auth(reason, serial) => {
+                let t = now();
+                if reason != Reason::Throttled {
+                    self.guard.refused(client, t, self.config.rate_window);
+                }
+                self.metrics.failure(reason);
+                let serial = serial.unwrap_or_default();
+                tracing::info!(%client, serial, reason = reason.code(), "authentication refused");
+                self.guard.audit_refusal(&serial, reason.code());
+                Refusal::Auth(reason)
+            }
+        }
+    }
+
+    fn client_throttled(&self, client: IpAddr) -> bool {
         let c = &self.config;
-        let t = now();
-        if self
-            .store
-            .rate(&format!("fail:{}", ok.serial), t, c.rate_window)
-            .await?
-            >= c.max_failures
-            || self
-                .store
-                .bump(&format!("chal:{}", ok.serial), t, c.rate_window)
-                .await?
-                > c.max_challenges
-        {
+        self.guard
+            .client_throttled(client, now(), c.rate_window, c.max_refusals_per_client)
+    }
+
+    /// Steps 1–3: certificate in, challenge out. `client` is the caller's address (refusals are
+    /// throttled by it).
+    pub async fn challenge(&self, der: &[u8], client: IpAddr) -> Result<Challenge, Refusal> {
+        self.challenge_inner(der, client)
+            .await
+            .map_err(|f| self.refused(f, client))
+    }
+
+    async fn challenge_inner(&self, der: &[u8], client: IpAddr) -> Result<Challenge, Fail> {
+        if self.client_throttled(client) {
             return Err(Reason::Throttled.into());
         }
+        let t = now();
+        let ok = self.check_certificate(der, t as u64).await?;
         let challenge = self.random(32);
         let id = hex::encode(self.random(16));
         if challenge.len() != 32 || id.len() != 32 {
-            return Err(Refusal::Store(StoreError("random generator failed".into())));
+            return Err(Fail::Store(StoreError("random generator failed".into())));
         }
-        let expires = t + c.challenge_ttl;
+        let expires = t + self.config.challenge_ttl;
         self.store
             .put_challenge(
                 &id,
                 &ChallengeRow {
-                    fingerprint: ok.fingerprint,
-                    serial: ok.serial,
-                    public_key: hex::encode(&ok.public_key),
+                    fingerprint: hex::encode(ok.leaf.der_hash),
+                    cert_id: hex::encode(ok.leaf.cert_id),
+                    key_id: hex::encode(ok.leaf.key_id),
+                    serial: ok.leaf.serial,
+                    public_key: hex::encode(&ok.leaf.public_key),
                     challenge: hex::encode(&challenge),
-                    family: ok.family,
+                    family: ok.owner,
                     expires,
                 },
             )
             .await?;
-        // Now and then, drop challenges that were never answered (one request in 256 pays).
-        if self.random(1).first() == Some(&0) {
-            self.store.sweep_challenges(t).await?;
-        }
         Ok(Challenge {
             challenge_id: id,
             challenge: B64.encode(&challenge),
             expires_at: expires,
-            identity: c.identity.clone(),
+            identity: self.config.identity.clone(),
         })
     }
 
@@ -359,53 +418,53 @@ impl Service {
         signature: &[u8],
         cert: Option<&[u8]>,
         ecdh: Option<&EcdhOffer>,
-    ) -> Result<Session, (Refusal, String)> {
-        let fail = |r: Reason, serial: &str| (Refusal::Auth(r), serial.to_string());
-        let row = self
-            .store
-            .take_challenge(challenge_id)
+        client: IpAddr,
+    ) -> Result<Session, Refusal> {
+        self.respond_inner(challenge_id, signature, cert, ecdh, client)
             .await
-            .map_err(|e| (e.into(), String::new()))?;
-        let Some(row) = row else {
-            return Err(fail(Reason::UnknownChallenge, ""));
-        };
-        let t = now();
-        if row.expires <= t {
-            return Err(fail(Reason::ChallengeExpired, &row.serial));
-        }
-        self.finish(row, signature, cert, ecdh, t).await
+            .map_err(|f| self.refused(f, client))
     }
 
-    async fn finish(
+    async fn respond_inner(
         &self,
-        row: ChallengeRow,
+        challenge_id: &str,
         signature: &[u8],
         cert: Option<&[u8]>,
         ecdh: Option<&EcdhOffer>,
-        t: i64,
-    ) -> Result<Session, (Refusal, String)> {
-        let serial = row.serial.clone();
-        let fail = |r: Reason| (Refusal::Auth(r), serial.clone());
-        let cert = match cert {
-            Some(c) if fingerprint(c) != row.fingerprint => {
-                return Err(fail(Reason::CertificateMismatch))
-            }
-            Some(c) => c.to_vec(),
-            None => Vec::new(),
+        client: IpAddr,
+    ) -> Result<Session, Fail> {
+        if self.client_throttled(client) {
+            return Err(Reason::Throttled.into());
+        }
+        let Some(row) = self.store.take_challenge(challenge_id).await? else {
+            return Err(Reason::UnknownChallenge.into());
         };
-        // Revocation between challenge and response takes effect now.
-        if self
-            .store
-            .is_revoked(&row.serial, &row.fingerprint)
-            .await
-            .map_err(|e| (e.into(), serial.clone()))?
-        {
-            return Err(fail(Reason::Revoked));
+        let t = now();
+        let fail = |r: Reason| Fail::Auth(r, Some(row.serial.clone()));
+        if row.expires <= t {
+            return Err(fail(Reason::ChallengeExpired));
+        }
+        let der = cert.map(<[u8]>::to_vec).unwrap_or_default();
+        if cert.is_some() && hex::encode(sha2::Sha256::digest(&der)) != row.fingerprint {
+            return Err(fail(Reason::CertificateMismatch));
+        }
+        // Revocation (of the device, its certificate, key or family) between challenge and
+        // response takes effect now.
+        match self.trust().await?.standing(
+            &row.serial,
+            &row.cert_id,
+            &row.key_id,
+            &row.family,
+            t as u64,
+        ) {
+            Standing::Good => {}
+            Standing::Revoked => return Err(fail(Reason::Revoked)),
+            Standing::FamilyRevoked => return Err(fail(Reason::FamilyRevoked)),
+            Standing::Untrusted => return Err(fail(Reason::NotEnrolled)),
         }
         let public_key = hex::decode(&row.public_key).unwrap_or_default();
         let challenge = hex::decode(&row.challenge).unwrap_or_default();
-        // The message binds the certificate by its hash; the row keeps the fingerprint, which is
-        // that hash, so the message is rebuilt from it.
+        // The message binds the certificate by the hash of the bytes the device presented.
         let message = auth::message_with_cert_hash(
             &self.config.identity,
             &challenge,
@@ -413,6 +472,14 @@ impl Service {
         );
         if !auth::verify(&public_key, &message, signature) {
             return Err(fail(Reason::BadSignature));
+        }
+        // Only now is the caller the device: per-device limits start here.
+        let c = &self.config;
+        if self
+            .guard
+            .login_over(&row.serial, t, c.rate_window, c.max_logins_per_device)
+        {
+            return Err(fail(Reason::Throttled));
         }
         // Without a command key the cloud cannot sign its half: the session has no telemetry key.
         let (key, cloud_ecdh) = match ecdh {
@@ -424,36 +491,47 @@ impl Service {
         };
         let token_bytes = self.random(32);
         if token_bytes.len() != 32 {
-            return Err((
-                Refusal::Store(StoreError("random generator failed".into())),
-                serial.clone(),
-            ));
+            return Err(Fail::Store(StoreError("random generator failed".into())));
+        }
+        // The serial is bound to its owner before any session exists for it.
+        let bind = self
+            .store
+            .seen(
+                &Registration {
+                    serial: &row.serial,
+                    owner: &row.family,
+                    cert_id: &row.cert_id,
+                    key_id: &row.key_id,
+                    der_hash: &row.fingerprint,
+                    der: &B64.encode(&der),
+                },
+                t,
+            )
+            .await?;
+        if bind == Bind::Conflict {
+            return Err(fail(Reason::SerialConflict));
         }
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_bytes);
         let expires_at = t + self.config.session_ttl;
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-        let st = |e: StoreError| (Refusal::Store(e), serial.clone());
         self.store
             .put_session(
                 &hash,
-                &row.serial,
+                &SessionRow {
+                    serial: row.serial.clone(),
+                    telemetry_key: key
+                        .and_then(|k| self.wrap_session_key(&k, &hash))
+                        .unwrap_or_default(),
+                    public_key: row.public_key.clone(),
+                    cert_id: row.cert_id.clone(),
+                    key_id: row.key_id.clone(),
+                    owner: row.family.clone(),
+                },
                 expires_at,
-                &key.and_then(|k| self.wrap_session_key(&k, &hash))
-                    .unwrap_or_default(),
-                &row.public_key,
             )
-            .await
-            .map_err(st)?;
-        self.store
-            .seen(
-                &row.fingerprint,
-                &row.serial,
-                &B64.encode(&cert),
-                &row.family,
-                t,
-            )
-            .await
-            .map_err(st)?;
+            .await?;
+        self.metrics.success();
+        self.audit(&row.serial, "auth_success", "", "").await?;
         Ok(Session {
             token,
             expires_at,
@@ -461,6 +539,69 @@ impl Service {
             ecdh: cloud_ecdh,
         })
     }
+
+    /// The device behind a session token, if the session is live and the device (its serial,
+    /// certificate, key and family) still in good standing. The telemetry key comes back
+    /// unwrapped (hex), or empty.
+    pub async fn session(&self, token: &str) -> Result<Option<SessionRow>, StoreError> {
+        let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+        let Some(mut row) = self.store.session_row(&hash, now()).await? else {
+            return Ok(None);
+        };
+        let standing = self.trust().await?.standing(
+            &row.serial,
+            &row.cert_id,
+            &row.key_id,
+            &row.owner,
+            now() as u64,
+        );
+        if standing != Standing::Good {
+            return Ok(None);
+        }
+        row.telemetry_key = self
+            .unwrap_session_key(&row.telemetry_key, &hash)
+            .map(hex::encode)
+            .unwrap_or_default();
+        Ok(Some(row))
+    }
+
+    /// Retention and the audit aggregate: writes aggregated refusals, removes expired sessions,
+    /// challenges and codes, and audit rows past the configured retention. Returns rows removed.
+    pub async fn housekeeping(&self) -> Result<u64, StoreError> {
+        let t = now();
+        self.flush_audit().await?;
+        self.guard.sweep(t, self.config.rate_window);
+        let audit_before = (self.config.audit_retention_days > 0)
+            .then(|| t - self.config.audit_retention_days * 86_400);
+        self.store.sweep(t, audit_before).await
+    }
+
+    /// Writes the aggregated refusals to the audit log (one row per reason and verified serial).
+    pub async fn flush_audit(&self) -> Result<(), StoreError> {
+        for p in self.guard.take_audit() {
+            self.audit(
+                &p.serial,
+                "auth_failure",
+                p.reason,
+                &format!("count={}", p.count),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+
+/// Reads a P-256 public key (SPKI PEM) as an uncompressed SEC1 point.
+fn firmware_public_key(path: &str) -> Result<Vec<u8>, String> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::pkcs8::DecodePublicKey;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("firmware key {path}: {e}"))?;
+    let key = p256::PublicKey::from_public_key_pem(&text).map_err(|e| {
+        format!("firmware key {path}: not a P-256 public key in PEM (fab/firmware.pub.pem): {e}")
+    })?;
+    Ok(key.to_encoded_point(false).as_bytes().to_vec())
 }
 
 fn pem_der(text: &str) -> Option<Vec<u8>> {

@@ -4,6 +4,7 @@
 //! is atomic on both engines, also across several cloud instances sharing one PostgreSQL.
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
+
 use sqlx::{AnyPool, Row};
 
 /// Numbered migrations, applied in order at start and recorded in `schema_migrations`.
@@ -31,6 +32,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
      CREATE TABLE commands (serial TEXT NOT NULL, seq BIGINT NOT NULL, expires BIGINT NOT NULL, body TEXT NOT NULL, signature TEXT NOT NULL, receipt TEXT NOT NULL, receipt_at BIGINT NOT NULL, PRIMARY KEY (serial, seq));
      CREATE TABLE firmware (version BIGINT PRIMARY KEY, manifest TEXT NOT NULL, image TEXT NOT NULL, created BIGINT NOT NULL);
      CREATE TABLE usage (serial TEXT PRIMARY KEY, seq BIGINT NOT NULL, remaining BIGINT NOT NULL, at BIGINT NOT NULL);",
+    ),
+    (
+        3,
+        // The registry: one row per device (serial), bound to its owner (a family fingerprint,
+        // or `cert:<cert id>` for an individually enrolled device); certificates named by the hash
+        // of their TBS, keys by the hash of their point. The trust version tells every instance
+        // when to reload roots, families and revocations.
+        "CREATE TABLE registry (serial TEXT PRIMARY KEY, owner TEXT NOT NULL, cert_id TEXT NOT NULL, key_id TEXT NOT NULL, der_hash TEXT NOT NULL, der TEXT NOT NULL, enrolled BIGINT NOT NULL, created BIGINT NOT NULL, last_auth BIGINT NOT NULL);
+     CREATE INDEX registry_cert ON registry (cert_id);
+     CREATE INDEX registry_der ON registry (der_hash);
+     CREATE INDEX registry_owner ON registry (owner);
+     CREATE TABLE trust_version (id BIGINT PRIMARY KEY, version BIGINT NOT NULL);
+     INSERT INTO trust_version (id, version) VALUES (1, 1);
+     ALTER TABLE challenges ADD COLUMN cert_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE challenges ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE sessions ADD COLUMN cert_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE sessions ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+     CREATE INDEX sessions_expires ON sessions (expires);
+     CREATE INDEX challenges_expires ON challenges (expires);
+     CREATE INDEX codes_expires ON codes (expires);",
     ),
 ];
 
@@ -88,35 +110,44 @@ pub struct FamilyRow {
     pub der: String,
 }
 
-/// A device the cloud knows: enrolled one by one, or seen through its family.
+/// A device in the registry: one row per serial, bound to its owner.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DeviceRow {
-    /// Certificate fingerprint.
-    pub fingerprint: String,
-    /// Serial (certificate CN).
+    /// Serial (certificate CN, canonical).
     pub serial: String,
-    /// Family fingerprint, empty for an individually enrolled device.
-    pub family: String,
+    /// The family fingerprint that owns this serial, or `cert:<cert id>` for an individually
+    /// enrolled device.
+    pub owner: String,
+    /// SHA-256 of the TBSCertificate of the last certificate it used, hex.
+    pub cert_id: String,
+    /// SHA-256 of its public key point, hex.
+    pub key_id: String,
+    /// SHA-256 of that certificate's DER (as `openssl x509 -fingerprint -sha256` prints it), hex.
+    pub fingerprint: String,
     /// Enrolled individually.
     pub enrolled: bool,
-    /// Revoked (by fingerprint, serial or family).
+    /// Revoked (by serial, certificate, key or family), from the trust state.
     pub revoked: bool,
     /// Unix time of the last successful authentication (0 = never).
     pub last_auth: i64,
 }
 
-/// A consumed challenge.
+/// A challenge as issued (and consumed).
 #[derive(Clone, Debug)]
 pub struct ChallengeRow {
-    /// Certificate fingerprint the challenge is bound to.
+    /// SHA-256 of the certificate DER the device presented (bound into the signed message).
     pub fingerprint: String,
+    /// Certificate id (TBS hash), hex.
+    pub cert_id: String,
+    /// Key id, hex.
+    pub key_id: String,
     /// Serial.
     pub serial: String,
     /// SEC1 public key, hex.
     pub public_key: String,
     /// The challenge, hex.
     pub challenge: String,
-    /// Family fingerprint (empty for an individually enrolled device).
+    /// Owner: family fingerprint, or `cert:<cert id>`.
     pub family: String,
     /// Expiry (Unix seconds).
     pub expires: i64,
@@ -135,17 +166,6 @@ pub struct AuditRow {
     pub reason: String,
     /// Free text.
     pub detail: String,
-}
-
-fn device(r: &AnyRow) -> R<DeviceRow> {
-    Ok(DeviceRow {
-        fingerprint: r.try_get("fingerprint")?,
-        serial: r.try_get("serial")?,
-        family: r.try_get("family")?,
-        enrolled: r.try_get::<i64, _>("enrolled")? != 0,
-        revoked: r.try_get::<i64, _>("revoked")? != 0,
-        last_auth: r.try_get("last_auth")?,
-    })
 }
 
 fn family(r: &AnyRow) -> R<FamilyRow> {
@@ -211,6 +231,9 @@ impl Store {
                 for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                     sqlx::query(stmt).execute(&mut *tx).await?;
                 }
+                if *version == 3 {
+                    crate::store_trust::backfill_v3(&mut tx).await?;
+                }
             }
             tx.commit().await?;
         }
@@ -232,6 +255,9 @@ impl Store {
         let n = sqlx::query("INSERT INTO roots (fingerprint, der, subject, created) VALUES ($1, $2, $3, $4) ON CONFLICT (fingerprint) DO NOTHING")
             .bind(fp).bind(der_b64).bind(subject).bind(now)
             .execute(&self.pool).await?.rows_affected();
+        if n == 1 {
+            self.bump_trust().await?;
+        }
         Ok(n == 1)
     }
 
@@ -275,6 +301,9 @@ impl Store {
         let n = sqlx::query("INSERT INTO families (fingerprint, name, der, root, revoked, created) VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (fingerprint) DO NOTHING")
             .bind(&f.fingerprint).bind(&f.name).bind(&f.der).bind(&f.root).bind(now)
             .execute(&self.pool).await?.rows_affected();
+        if n == 1 {
+            self.bump_trust().await?;
+        }
         Ok(n == 1)
     }
 
@@ -287,177 +316,21 @@ impl Store {
         rows.iter().map(family).collect()
     }
 
-    pub(crate) async fn revoke_family(&self, key: &str) -> R<u64> {
-        Ok(
-            sqlx::query("UPDATE families SET revoked = 1 WHERE fingerprint = $1 OR name = $2")
-                .bind(key)
-                .bind(key)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
-    }
-
-    pub(crate) async fn enroll_device(
-        &self,
-        fp: &str,
-        serial: &str,
-        der_b64: &str,
-        now: i64,
-    ) -> R<bool> {
-        let n = sqlx::query("INSERT INTO devices (fingerprint, serial, der, family, enrolled, revoked, created, last_auth) VALUES ($1, $2, $3, '', 1, 0, $4, 0) ON CONFLICT (fingerprint) DO UPDATE SET enrolled = 1")
-            .bind(fp).bind(serial).bind(der_b64).bind(now)
-            .execute(&self.pool).await?.rows_affected();
-        Ok(n == 1)
-    }
-
-    /// Records a successful authentication (creating the row for a family device).
-    pub(crate) async fn seen(
-        &self,
-        fp: &str,
-        serial: &str,
-        der_b64: &str,
-        family: &str,
-        now: i64,
-    ) -> R<()> {
-        sqlx::query("INSERT INTO devices (fingerprint, serial, der, family, enrolled, revoked, created, last_auth) VALUES ($1, $2, $3, $4, 0, 0, $5, $6) ON CONFLICT (fingerprint) DO UPDATE SET last_auth = $7")
-            .bind(fp).bind(serial).bind(der_b64).bind(family).bind(now).bind(now).bind(now)
-            .execute(&self.pool).await?;
-        Ok(())
-    }
-
-    pub(crate) async fn enrolled_device(&self, fp: &str) -> R<Option<DeviceRow>> {
-        let row = sqlx::query("SELECT fingerprint, serial, family, enrolled, revoked, last_auth FROM devices WHERE fingerprint = $1 AND enrolled = 1")
-            .bind(fp).fetch_optional(&self.pool).await?;
-        row.as_ref().map(device).transpose()
-    }
-
-    pub(crate) async fn devices(&self, serial: Option<&str>, limit: i64) -> R<Vec<DeviceRow>> {
-        let rows = match serial {
-            Some(s) => sqlx::query("SELECT fingerprint, serial, family, enrolled, revoked, last_auth FROM devices WHERE serial = $1 ORDER BY created")
-                .bind(s).fetch_all(&self.pool).await?,
-            None => sqlx::query("SELECT fingerprint, serial, family, enrolled, revoked, last_auth FROM devices ORDER BY created LIMIT $1")
-                .bind(limit).fetch_all(&self.pool).await?,
-        };
-        let mut out: Vec<DeviceRow> = rows.iter().map(device).collect::<R<_>>()?;
-        for d in &mut out {
-            d.revoked |= self.is_revoked(&d.serial, &d.fingerprint).await?;
+    /// Sets or clears a family's revocation (by fingerprint or name); returns the families
+    /// it matched, or none.
+    pub(crate) async fn set_family_revoked(&self, key: &str, revoked: bool) -> R<Vec<FamilyRow>> {
+        let rows = sqlx::query("UPDATE families SET revoked = $1 WHERE fingerprint = $2 OR name = $3 RETURNING fingerprint, name, der, root, revoked")
+            .bind(i64::from(revoked))
+            .bind(key)
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await?;
+        if !rows.is_empty() {
+            self.bump_trust().await?;
         }
-        Ok(out)
+        rows.iter().map(family).collect()
     }
 
-    pub(crate) async fn revoke(&self, target: &str, now: i64) -> R<()> {
-        sqlx::query("INSERT INTO revocations (target, created) VALUES ($1, $2) ON CONFLICT (target) DO NOTHING")
-            .bind(target).bind(now).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Revoked by serial or by certificate fingerprint.
-    pub(crate) async fn is_revoked(&self, serial: &str, fp: &str) -> R<bool> {
-        let row = sqlx::query("SELECT target FROM revocations WHERE target = $1 OR target = $2")
-            .bind(format!("serial:{serial}"))
-            .bind(format!("fp:{fp}"))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
-    }
-
-    pub(crate) async fn put_challenge(&self, id: &str, c: &ChallengeRow) -> R<()> {
-        sqlx::query("INSERT INTO challenges (id, fingerprint, serial, public_key, challenge, family, expires) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(id).bind(&c.fingerprint).bind(&c.serial).bind(&c.public_key).bind(&c.challenge).bind(&c.family).bind(c.expires)
-            .execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Deletes challenges that expired before `before` (never answered).
-    pub(crate) async fn sweep_challenges(&self, before: i64) -> R<u64> {
-        Ok(sqlx::query("DELETE FROM challenges WHERE expires < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
-    }
-
-    /// Consumes a challenge atomically: of any number of concurrent callers, on any number of
-    /// instances, exactly one gets the row.
-    pub(crate) async fn take_challenge(&self, id: &str) -> R<Option<ChallengeRow>> {
-        let row = sqlx::query("DELETE FROM challenges WHERE id = $1 RETURNING fingerprint, serial, public_key, challenge, family, expires")
-            .bind(id).fetch_optional(&self.pool).await?;
-        row.map(|r| {
-            Ok(ChallengeRow {
-                fingerprint: r.try_get("fingerprint")?,
-                serial: r.try_get("serial")?,
-                public_key: r.try_get("public_key")?,
-                challenge: r.try_get("challenge")?,
-                family: r.try_get("family")?,
-                expires: r.try_get("expires")?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Counts an event in a fixed window; returns the count including this one.
-    pub(crate) async fn bump(&self, key: &str, now: i64, window: i64) -> R<i64> {
-        let start = now - window;
-        let row = sqlx::query(
-            "INSERT INTO rates (rkey, window_start, count) VALUES ($1, $2, 1)
-             ON CONFLICT (rkey) DO UPDATE SET
-               count = CASE WHEN rates.window_start <= $3 THEN 1 ELSE rates.count + 1 END,
-               window_start = CASE WHEN rates.window_start <= $4 THEN $5 ELSE rates.window_start END
-             RETURNING count",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(start)
-        .bind(start)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("count")?)
-    }
-
-    /// The current count of a window (0 if none or expired).
-    pub(crate) async fn rate(&self, key: &str, now: i64, window: i64) -> R<i64> {
-        let row = sqlx::query("SELECT count FROM rates WHERE rkey = $1 AND window_start > $2")
-            .bind(key)
-            .bind(now - window)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get("count")?,
-            None => 0,
-        })
-    }
-
-    pub(crate) async fn put_session(
-        &self,
-        hash: &str,
-        serial: &str,
-        expires: i64,
-        key: &str,
-        public_key: &str,
-    ) -> R<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, serial, expires, telemetry_key, public_key) VALUES ($1, $2, $3, $4, $5)")
-            .bind(hash)
-            .bind(serial)
-            .bind(expires)
-            .bind(key)
-            .bind(public_key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The serial of a live session.
-    pub async fn session(&self, hash: &str, now: i64) -> R<Option<String>> {
-        let row = sqlx::query("SELECT serial FROM sessions WHERE token_hash = $1 AND expires > $2")
-            .bind(hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| r.try_get("serial").map_err(Into::into))
-            .transpose()
-    }
 
     pub(crate) async fn audit(&self, e: &AuditRow) -> R<()> {
         let mut id = [0u8; 16];

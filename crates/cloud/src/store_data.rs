@@ -7,17 +7,6 @@ use crate::store::{Store, StoreError};
 
 type R<T> = Result<T, StoreError>;
 
-/// A live session.
-#[derive(Clone, Debug)]
-pub struct SessionRow {
-    /// Device serial.
-    pub serial: String,
-    /// AES-256-GCM telemetry key, hex (empty if no key exchange happened).
-    pub telemetry_key: String,
-    /// The device's SEC1 public key, hex.
-    pub public_key: String,
-}
-
 /// A command for a device.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CommandRow {
@@ -36,22 +25,6 @@ pub struct CommandRow {
 }
 
 impl Store {
-    pub(crate) async fn session_row(&self, hash: &str, now: i64) -> R<Option<SessionRow>> {
-        let row = sqlx::query("SELECT serial, telemetry_key, public_key FROM sessions WHERE token_hash = $1 AND expires > $2")
-            .bind(hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(SessionRow {
-                serial: r.try_get("serial")?,
-                telemetry_key: r.try_get("telemetry_key")?,
-                public_key: r.try_get("public_key")?,
-            })
-        })
-        .transpose()
-    }
-
     /// Stores a message only if its sequence is above every accepted one of the device, in one
     /// statement (atomic on both engines). True if stored.
     pub(crate) async fn put_telemetry(

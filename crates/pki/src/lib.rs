@@ -12,6 +12,7 @@
 mod issue;
 mod manifest;
 mod pemfile;
+pub mod profile;
 pub mod protocol;
 mod verify;
 
