@@ -106,6 +106,67 @@ fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+fn refused(status: u16, r: ureq::Response) -> AgentError {
+    let v: serde_json::Value = r.into_json().unwrap_or_default();
+    AgentError::Refused {
+        status,
+        code: v["error"].as_str().unwrap_or("unknown").into(),
+        message: v["message"].as_str().unwrap_or("").into(),
+    }
+}
+
+/// Largest firmware image a device downloads, bytes.
+pub const FIRMWARE_MAX: u64 = 64 * 1024 * 1024;
+
+fn get_bytes(http: &ureq::Agent, url: &str, token: &str) -> Result<Vec<u8>, AgentError> {
+    use std::io::Read;
+    match http
+        .get(url)
+        .set("authorization", &format!("Bearer {token}"))
+        .call()
+    {
+        Ok(r) => {
+            let mut out = Vec::new();
+            r.into_reader()
+                .take(FIRMWARE_MAX + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| AgentError::Transport(e.to_string()))?;
+            if out.len() as u64 > FIRMWARE_MAX {
+                return Err(AgentError::Protocol("firmware image over the size limit".into()));
+            }
+            Ok(out)
+        }
+        Err(ureq::Error::Status(status, r)) => Err(refused(status, r)),
+        Err(e) => Err(AgentError::Transport(e.to_string())),
+    }
+}
+
+/// Operator side: publishes a signed release (the image as bytes, its manifest in the
+/// `sesame-manifest` header). The cloud accepts it only if the manifest verifies under its
+/// firmware key.
+pub fn publish_firmware(
+    http: &ureq::Agent,
+    cloud: &str,
+    admin_token: &str,
+    manifest: &Manifest,
+    image: &[u8],
+) -> Result<serde_json::Value, AgentError> {
+    let m = serde_json::to_string(manifest).map_err(|e| AgentError::Protocol(e.to_string()))?;
+    match http
+        .post(&format!("{}/v1/admin/firmware", cloud.trim_end_matches('/')))
+        .set("authorization", &format!("Bearer {admin_token}"))
+        .set("content-type", "application/octet-stream")
+        .set("sesame-manifest", &m)
+        .send_bytes(image)
+    {
+        Ok(r) => r
+            .into_json()
+            .map_err(|e| AgentError::Protocol(e.to_string())),
+        Err(ureq::Error::Status(status, r)) => Err(refused(status, r)),
+        Err(e) => Err(AgentError::Transport(e.to_string())),
+    }
+}
+
 impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
     fn token(&self) -> Result<String, AgentError> {
         self.session
@@ -219,9 +280,19 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             }
             Err(why) => CommandOutcome::Refused(why),
         };
+        // The cloud takes `executed`/`refused`/`failed` with a short printable detail.
+        let detail = |d: &str| -> String {
+            d.chars()
+                .filter(|c| !c.is_control())
+                .scan(0usize, |n, c| {
+                    *n += c.len_utf8();
+                    (*n <= 200).then_some(c)
+                })
+                .collect()
+        };
         let status = match &outcome {
-            CommandOutcome::Executed(s) => format!("executed:{s}"),
-            CommandOutcome::Refused(r) => format!("refused:{r}"),
+            CommandOutcome::Executed(s) => format!("executed:{}", detail(s)),
+            CommandOutcome::Refused(r) => format!("refused:{}", detail(r)),
         };
         if c.serial == self.serial && c.seq > 0 {
             let sig = self.sign_message(&protocol::receipt_message(
@@ -368,14 +439,11 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         if installed.is_some_and(|i| i.version >= latest.version) {
             return Ok(None);
         }
-        let v: serde_json::Value = get_json(
+        let image = get_bytes(
             &self.http,
             &format!("{}/v1/firmware/{}", self.cloud, latest.version),
             &token,
         )?;
-        let image = B64
-            .decode(v["image"].as_str().unwrap_or_default())
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
         self.install_firmware(dir, &latest, &image).map(Some)
     }
 

@@ -22,6 +22,13 @@ pub enum CloudCommand {
         /// Listen address (overrides the file).
         #[arg(long)]
         listen: Option<String>,
+        /// Command-signing key, PKCS#8 PEM (`fab/command.key.pem`): signs commands and the
+        /// telemetry key exchange. Without it: no commands, no encrypted telemetry.
+        #[arg(long)]
+        command_key: Option<PathBuf>,
+        /// Firmware public key, PEM (`fab/firmware.pub.pem`): releases must verify under it.
+        #[arg(long)]
+        firmware_key: Option<PathBuf>,
     },
     /// Trust a root CA.
     TrustRoot {
@@ -142,7 +149,13 @@ fn cert_file(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-fn serve(config: Option<PathBuf>, db: Option<String>, listen: Option<String>) -> Result<()> {
+fn serve(
+    config: Option<PathBuf>,
+    db: Option<String>,
+    listen: Option<String>,
+    command_key: Option<PathBuf>,
+    firmware_key: Option<PathBuf>,
+) -> Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -156,38 +169,71 @@ fn serve(config: Option<PathBuf>, db: Option<String>, listen: Option<String>) ->
     if let Some(l) = listen {
         cfg.listen = l;
     }
+    if let Some(k) = command_key {
+        cfg.command_key = Some(k.display().to_string());
+    }
+    if let Some(k) = firmware_key {
+        cfg.firmware_key = Some(k.display().to_string());
+    }
+    // A TLS key that does not match its certificate is an error before anything listens.
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            sesame_cloud::tls_config(Path::new(cert), Path::new(key)).map_err(|e| anyhow!(e))?,
+        ),
+        _ => None,
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let tls = cfg.tls_cert.clone().zip(cfg.tls_key.clone());
         let listen = cfg.listen.clone();
+        let summary = format!(
+            "database {}, command key {}, firmware key {}",
+            redact_db(&cfg.db),
+            if cfg.command_key.is_some() { "loaded" } else { "none (no commands, no encrypted telemetry)" },
+            if cfg.firmware_key.is_some() { "loaded" } else { "none (no firmware releases)" },
+        );
         let service = sesame_cloud::build(cfg).await.map_err(|e| anyhow!("{e}"))?;
+        let l = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        eprintln!("sesame cloud on {scheme}://{} (TLS {}), {summary}", l.local_addr()?, if tls.is_some() { "on" } else { "off" });
         match tls {
-            Some((cert, key)) => {
-                let l = std::net::TcpListener::bind(&listen)
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                eprintln!("sesame cloud on https://{}", l.local_addr()?);
-                let handle = sesame_cloud::Handle::new();
-                let h = handle.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-                });
-                sesame_cloud::serve_tls(service, l, Path::new(&cert), Path::new(&key), handle)
-                    .await?;
-            }
-            None => {
-                let l = tokio::net::TcpListener::bind(&listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
-                eprintln!("sesame cloud on http://{}", l.local_addr()?);
-                sesame_cloud::serve(service, l, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
-            }
+            Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop_signal()).await?,
+            None => sesame_cloud::serve(service, l, stop_signal()).await?,
         }
+        eprintln!("sesame cloud stopped (drained)");
         Ok(())
     })
+}
+
+/// SIGINT or SIGTERM: stop accepting, finish what is in flight.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// A database URL without its password.
+fn redact_db(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// An operator API call: method, path, body.
@@ -225,7 +271,13 @@ pub fn enroll_family(
 /// Runs a `sesame cloud` subcommand.
 pub fn run(cmd: CloudCommand) -> Result<()> {
     match cmd {
-        CloudCommand::Serve { config, db, listen } => serve(config, db, listen),
+        CloudCommand::Serve {
+            config,
+            db,
+            listen,
+            command_key,
+            firmware_key,
+        } => serve(config, db, listen, command_key, firmware_key),
         CloudCommand::TrustRoot { op, root } => {
             let v = op.call(
                 "POST",
@@ -299,18 +351,21 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             manifest,
             image,
         } => {
-            let m: Value = serde_json::from_slice(
+            let m: sesame_agent::data::Manifest = serde_json::from_slice(
                 &std::fs::read(&manifest)
                     .with_context(|| format!("cannot read {}", manifest.display()))?,
             )
             .with_context(|| format!("{} is not a manifest", manifest.display()))?;
             let img = std::fs::read(&image)
                 .with_context(|| format!("cannot read {}", image.display()))?;
-            let v = op.call(
-                "POST",
-                "/v1/admin/firmware",
-                Some(json!({ "manifest": m, "image": B64.encode(img) })),
-            )?;
+            let v = sesame_agent::data::publish_firmware(
+                &ureq::Agent::new(),
+                &op.url,
+                &op.token,
+                &m,
+                &img,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
             op.print(&v, |v| {
                 println!("released firmware version {}", v["version"])
             })

@@ -41,12 +41,13 @@ impl Report {
 const ADMIN: &str = "sesame-demo-operator-token";
 
 /// Starts the cloud on a loopback port in its own runtime thread; returns its URL.
-fn start_cloud(dir: &Path, command_key: &Path) -> Result<String> {
+fn start_cloud(dir: &Path, command_key: &Path, firmware_pub: &Path) -> Result<String> {
     let cfg = sesame_cloud::Config {
         db: format!("sqlite://{}", dir.join("cloud.db").display()),
         admin_token: ADMIN.into(),
         identity: "demo.sesame.cloud".into(),
         command_key: Some(command_key.display().to_string()),
+        firmware_key: Some(firmware_pub.display().to_string()),
         ..Default::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -137,7 +138,7 @@ pub fn run() -> Result<()> {
     }
 
     println!("\n2. cloud: start on embedded SQLite, trust the root, enroll the family (proof of possession)");
-    let url = start_cloud(dir, &f.command_key())?;
+    let url = start_cloud(dir, &f.command_key(), &f.firmware_pub())?;
     let family_der =
         sesame_pki::cert_from_pem(&std::fs::read_to_string(batch.join("family-bundle.pem"))?)?;
     let family_key = std::fs::read_to_string(f.family("home-devices").join("ca.key.pem"))?;
@@ -235,12 +236,14 @@ pub fn run() -> Result<()> {
         (|| {
             for (v, img) in [(1, &v1), (2, &v2)] {
                 let m = crate::firmware::sign_release(&fw_key, v, img)?;
-                admin(
+                sesame_agent::data::publish_firmware(
+                    &ureq::Agent::new(),
                     &url,
-                    "POST",
-                    "/v1/admin/firmware",
-                    Some(json!({ "manifest": m, "image": B64.encode(img) })),
-                )?;
+                    ADMIN,
+                    &m,
+                    img,
+                )
+                .map_err(|e| anyhow!("{e}"))?;
             }
             match pump.update_firmware(&fw_dir)? {
                 Some(Ok(v)) => Ok(format!(

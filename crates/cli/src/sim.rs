@@ -62,7 +62,7 @@ impl EmbeddedCloud {
             admin_token: ADMIN.into(),
             identity: "fleet.sesame.cloud".into(),
             command_key: key_path,
-            max_challenges: 1_000_000_000,
+            max_logins_per_device: u32::MAX,
             ..Default::default()
         };
         let (tx, rx) = std::sync::mpsc::channel::<Result<Started>>();

@@ -1,4 +1,4 @@
-//! Registry-scale benchmarks: seeding the `devices` table with placeholder rows, fast.
+//! Registry-scale benchmarks: seeding the registry with placeholder rows, fast.
 
 use sha2::Digest;
 use sqlx::Row;
@@ -29,7 +29,7 @@ impl Store {
     /// Number of placeholder rows made by [`Store::seed_enrolled_devices`].
     pub async fn seeded_devices(&self) -> Result<u64, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM devices WHERE serial >= 'SEED' AND serial < 'SEEE'",
+            "SELECT COUNT(*) AS n FROM registry WHERE serial >= 'SEED' AND serial < 'SEEE'",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -56,7 +56,7 @@ impl Store {
         while next < n {
             let end = next.saturating_add(batch).min(n);
             let mut rows: Vec<(String, String)> = (next..end).map(seed_row).collect();
-            rows.sort_unstable();
+            rows.sort_unstable_by(|a, b| a.1.cmp(&b.1));
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 insert_rows(&mut tx, chunk, now).await?;
@@ -79,19 +79,19 @@ async fn insert_rows(
     now: i64,
 ) -> Result<(), StoreError> {
     let mut sql = String::with_capacity(rows.len() * 40 + 200);
-    sql.push_str("INSERT INTO devices (fingerprint, serial, der, family, enrolled, revoked, created, last_auth) VALUES ");
+    sql.push_str("INSERT INTO registry (cert_id, serial, owner, key_id, der_hash, der, enrolled, created, last_auth) VALUES ");
     for k in 0..rows.len() {
         if k > 0 {
             sql.push(',');
         }
         // `now` is a number this function made, not input: safe to inline.
         sql.push_str(&format!(
-            "(${}, ${}, '', '', 1, 0, {now}, 0)",
+            "(${}, ${}, 'cert:seed', '', '', '', 1, {now}, 0)",
             2 * k + 1,
             2 * k + 2
         ));
     }
-    sql.push_str(" ON CONFLICT (fingerprint) DO NOTHING");
+    sql.push_str(" ON CONFLICT (serial) DO NOTHING");
     let mut q = sqlx::query(&sql).persistent(false);
     for (fp, serial) in rows {
         q = q.bind(fp.as_str()).bind(serial.as_str());
@@ -117,11 +117,8 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.seeded_devices().await.unwrap_or_default(), 30_000);
-        let (fp, _) = seed_row(29_999);
-        let row = s
-            .enrolled_device(&fp)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(row.is_some_and(|r| r.enrolled && !r.revoked));
+        let (_, serial) = seed_row(29_999);
+        let row = s.device(&serial).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(row.is_some_and(|r| r.enrolled));
     }
 }

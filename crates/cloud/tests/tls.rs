@@ -20,16 +20,20 @@ fn serves_https_with_the_given_certificate() {
         admin_token: "tls-test-admin-token".into(),
         ..Default::default()
     };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = sesame_cloud::Handle::new();
-    let h2 = handle.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let tls = sesame_cloud::tls_config(&cp, &kp).unwrap();
     let server = rt.spawn(async move {
         let service = sesame_cloud::build(cfg).await.unwrap();
-        sesame_cloud::serve_tls(service, listener, &cp, &kp, h2)
-            .await
-            .unwrap();
+        sesame_cloud::serve_tls(service, listener, tls, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
     });
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).unwrap();
@@ -60,6 +64,6 @@ fn serves_https_with_the_given_certificate() {
             .is_err(),
         "no plain HTTP on the TLS port"
     );
-    handle.shutdown();
+    stop.send(()).unwrap();
     rt.block_on(server).unwrap();
 }

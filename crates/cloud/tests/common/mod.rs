@@ -88,6 +88,48 @@ pub async fn cloud_with(db: &Db, f: impl FnOnce(&mut Config)) -> Arc<Service> {
     sesame_cloud::build(c).await.unwrap()
 }
 
+/// A call through the router from a client address.
+pub async fn call_from(
+    s: &Arc<Service>,
+    ip: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    raw(s, req).await
+}
+
+pub async fn challenge_from(s: &Arc<Service>, ip: &str, cert: &[u8]) -> (StatusCode, Value) {
+    call_from(
+        s,
+        ip,
+        "POST",
+        "/v1/auth/challenge",
+        json!({ "certificate": B64.encode(cert) }),
+    )
+    .await
+}
+
+pub async fn respond_from(s: &Arc<Service>, ip: &str, id: &Value, sig: &[u8]) -> (StatusCode, Value) {
+    call_from(
+        s,
+        ip,
+        "POST",
+        "/v1/auth/response",
+        json!({ "challenge_id": id, "signature": B64.encode(sig) }),
+    )
+    .await
+}
+
 /// A call through the router: (status, JSON body).
 pub async fn call(
     s: &Arc<Service>,
