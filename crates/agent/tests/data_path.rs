@@ -52,10 +52,19 @@ fn world() -> World {
         command.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
     )
     .unwrap();
+    let firmware = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let fw_path = dir.path().join("firmware.pub.pem");
+    std::fs::write(
+        &fw_path,
+        p256::pkcs8::EncodePublicKey::to_public_key_pem(firmware.verifying_key(), LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
     let cfg = sesame_cloud::Config {
         db: format!("sqlite://{}", dir.path().join("c.db").display()),
         admin_token: ADMIN.into(),
         command_key: Some(key_path.display().to_string()),
+        firmware_key: Some(fw_path.display().to_string()),
         ..Default::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -78,7 +87,7 @@ fn world() -> World {
         url: rx.recv().unwrap(),
         family,
         command,
-        firmware: p256::ecdsa::SigningKey::random(&mut rand_core::OsRng),
+        firmware,
         _dir: dir,
     };
     admin(
@@ -278,13 +287,7 @@ fn firmware_updates_verify_and_never_roll_back() {
     let (v1, v2) = (b"firmware one".to_vec(), b"firmware two, better".to_vec());
     for (v, img) in [(1, &v1), (2, &v2)] {
         let m = sign_release(&w, v, img);
-        admin(
-            &w,
-            "POST",
-            "/v1/admin/firmware",
-            Some(serde_json::json!({ "manifest": m, "image": B64.encode(img) })),
-        )
-        .unwrap();
+        sesame_agent::data::publish_firmware(&ureq::Agent::new(), &w.url, ADMIN, &m, img).unwrap();
     }
     assert_eq!(a.update_firmware(dir.path()).unwrap(), Some(Ok(2)));
     assert_eq!(a.update_firmware(dir.path()).unwrap(), None, "up to date");

@@ -201,15 +201,29 @@ pub(crate) fn bearer(headers: &HeaderMap) -> &str {
         .unwrap_or_default()
 }
 
-async fn session(State(s): S, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    match s.session(bearer(&headers)).await? {
-        Some(row) => Ok(Json(json!({ "serial": row.serial }))),
+/// The device behind a bearer token; refused if the session is unknown or expired (401
+/// `unauthorized`), or the device, its certificate, key or family has been revoked since (401
+/// `revoked` / `family_revoked`).
+pub(crate) async fn session_device(
+    s: &Service,
+    headers: &HeaderMap,
+) -> ApiResult<crate::store_trust::SessionRow> {
+    match s.session(bearer(headers)).await? {
+        Some(Ok(row)) => Ok(row),
+        Some(Err(Standing::FamilyRevoked)) => Err(ApiError::auth(crate::auth::Reason::FamilyRevoked)),
+        Some(Err(Standing::Revoked)) => Err(ApiError::auth(crate::auth::Reason::Revoked)),
+        Some(Err(_)) => Err(ApiError::auth(crate::auth::Reason::NotEnrolled)),
         None => Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
             message: "no valid session".into(),
         }),
     }
+}
+
+async fn session(State(s): S, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let row = session_device(&s, &headers).await?;
+    Ok(Json(json!({ "serial": row.serial })))
 }
 
 #[derive(Deserialize)]

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sesame_pki::protocol;
 use sha2::Digest;
 
-use crate::api::serial_arg;
+use crate::api::{serial_arg, session_device};
 use crate::auth;
 use crate::error::ApiError;
 use crate::extract::Body;
@@ -74,13 +74,7 @@ fn b64(field: &str, v: &str) -> ApiResult<Vec<u8>> {
 /// The device behind a bearer token; refused if the session is unknown or expired, or the device
 /// (its serial, certificate, key or family) has been revoked since.
 async fn device(s: &Service, headers: &HeaderMap) -> ApiResult<SessionRow> {
-    s.session(crate::api::bearer(headers)).await?.ok_or_else(|| {
-        refused(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "no valid device session (expired, or the device was revoked)",
-        )
-    })
+    session_device(s, headers).await
 }
 
 /// Checks that `message` was signed (`R || S`) by the chip behind this session.

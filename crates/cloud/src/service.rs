@@ -540,10 +540,13 @@ impl Service {
         })
     }
 
-    /// The device behind a session token, if the session is live and the device (its serial,
-    /// certificate, key and family) still in good standing. The telemetry key comes back
-    /// unwrapped (hex), or empty.
-    pub async fn session(&self, token: &str) -> Result<Option<SessionRow>, StoreError> {
+    /// The device behind a session token: `None` if there is no live session, the device's
+    /// standing if it is no longer good (revoked since, or its family), else the session with its
+    /// telemetry key unwrapped (hex, or empty).
+    pub async fn session(
+        &self,
+        token: &str,
+    ) -> Result<Option<Result<SessionRow, Standing>>, StoreError> {
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
         let Some(mut row) = self.store.session_row(&hash, now()).await? else {
             return Ok(None);
@@ -556,13 +559,13 @@ impl Service {
             now() as u64,
         );
         if standing != Standing::Good {
-            return Ok(None);
+            return Ok(Some(Err(standing)));
         }
         row.telemetry_key = self
             .unwrap_session_key(&row.telemetry_key, &hash)
             .map(hex::encode)
             .unwrap_or_default();
-        Ok(Some(row))
+        Ok(Some(Ok(row)))
     }
 
     /// Retention and the audit aggregate: writes aggregated refusals, removes expired sessions,
