@@ -220,7 +220,12 @@ pub struct Device {
 
 impl Device {
     pub fn new(issuer: &Authority, curve: CurveName) -> Self {
-        let serial = hex::encode_upper(rand_bytes(9));
+        Self::with_serial(issuer, curve, &hex::encode_upper(rand_bytes(9)))
+    }
+
+    /// A device whose certificate names `serial`.
+    pub fn with_serial(issuer: &Authority, curve: CurveName, serial: &str) -> Self {
+        let serial = serial.to_string();
         let mut fab = Fab::new(
             ChipConfig::new(rand_bytes(9).try_into().unwrap()),
             Box::new(MemStorage::new()),
@@ -307,4 +312,50 @@ pub async fn login(s: &Arc<Service>, d: &mut Device) -> (StatusCode, Value) {
     }
     let sig = d.answer(&c);
     respond(s, &c["challenge_id"], &sig, Some(&d.cert.clone())).await
+}
+
+/// `der` with its TBSCertificate changed by `tweak` and signed again by `ca` (P-256 or P-384):
+/// a properly signed certificate with whatever content a careless or hostile CA would put in.
+pub fn resign(
+    der: &[u8],
+    ca: &Authority,
+    tweak: impl FnOnce(&mut x509_cert::TbsCertificate),
+) -> Vec<u8> {
+    use x509_cert::der::{Decode, Encode};
+    let mut c = x509_cert::Certificate::from_der(der).unwrap();
+    tweak(&mut c.tbs_certificate);
+    let tbs = c.tbs_certificate.to_der().unwrap();
+    let sig = sign_der(&ca.key_pem(), &tbs);
+    c.signature = x509_cert::der::asn1::BitString::from_bytes(&sig).unwrap();
+    c.to_der().unwrap()
+}
+
+/// The same certificate with its (P-256) ECDSA signature's `s` replaced by `n − s`: still a
+/// valid signature, other DER bytes.
+pub fn malleate(der: &[u8]) -> Vec<u8> {
+    use x509_cert::der::{Decode, Encode};
+    let mut c = x509_cert::Certificate::from_der(der).unwrap();
+    let sig = p256::ecdsa::Signature::from_der(c.signature.raw_bytes()).unwrap();
+    let (r, s) = sig.split_scalars();
+    let flipped = p256::ecdsa::Signature::from_scalars(r.to_bytes(), (-s).to_bytes()).unwrap();
+    c.signature = x509_cert::der::asn1::BitString::from_bytes(flipped.to_der().as_bytes()).unwrap();
+    let out = c.to_der().unwrap();
+    assert_ne!(out, der);
+    out
+}
+
+/// Validity from now − 1 day to now + `secs`.
+pub fn validity_for(secs: u64) -> x509_cert::time::Validity {
+    let now = std::time::SystemTime::now();
+    x509_cert::time::Validity {
+        not_before: x509_cert::time::Time::try_from(now - std::time::Duration::from_secs(86_400))
+            .unwrap(),
+        not_after: x509_cert::time::Time::try_from(now + std::time::Duration::from_secs(secs))
+            .unwrap(),
+    }
+}
+
+/// Revokes (or with `un`, unrevokes) as the operator.
+pub async fn revoke(s: &Arc<Service>, body: Value) -> (StatusCode, Value) {
+    call(s, "POST", "/v1/admin/revoke", Some(body), true).await
 }
