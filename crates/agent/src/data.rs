@@ -132,7 +132,9 @@ fn get_bytes(http: &ureq::Agent, url: &str, token: &str) -> Result<Vec<u8>, Agen
                 .read_to_end(&mut out)
                 .map_err(|e| AgentError::Transport(e.to_string()))?;
             if out.len() as u64 > FIRMWARE_MAX {
-                return Err(AgentError::Protocol("firmware image over the size limit".into()));
+                return Err(AgentError::Protocol(
+                    "firmware image over the size limit".into(),
+                ));
             }
             Ok(out)
         }
@@ -153,7 +155,10 @@ pub fn publish_firmware(
 ) -> Result<serde_json::Value, AgentError> {
     let m = serde_json::to_string(manifest).map_err(|e| AgentError::Protocol(e.to_string()))?;
     match http
-        .post(&format!("{}/v1/admin/firmware", cloud.trim_end_matches('/')))
+        .post(&format!(
+            "{}/v1/admin/firmware",
+            cloud.trim_end_matches('/')
+        ))
         .set("authorization", &format!("Bearer {admin_token}"))
         .set("content-type", "application/octet-stream")
         .set("sesame-manifest", &m)

@@ -188,15 +188,27 @@ fn serve(
         let summary = format!(
             "database {}, command key {}, firmware key {}",
             redact_db(&cfg.db),
-            if cfg.command_key.is_some() { "loaded" } else { "none (no commands, no encrypted telemetry)" },
-            if cfg.firmware_key.is_some() { "loaded" } else { "none (no firmware releases)" },
+            if cfg.command_key.is_some() {
+                "loaded"
+            } else {
+                "none (no commands, no encrypted telemetry)"
+            },
+            if cfg.firmware_key.is_some() {
+                "loaded"
+            } else {
+                "none (no firmware releases)"
+            },
         );
         let service = sesame_cloud::build(cfg).await.map_err(|e| anyhow!("{e}"))?;
         let l = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        eprintln!("sesame cloud on {scheme}://{} (TLS {}), {summary}", l.local_addr()?, if tls.is_some() { "on" } else { "off" });
+        eprintln!(
+            "sesame cloud on {scheme}://{} (TLS {}), {summary}",
+            l.local_addr()?,
+            if tls.is_some() { "on" } else { "off" }
+        );
         match tls {
             Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop_signal()).await?,
             None => sesame_cloud::serve(service, l, stop_signal()).await?,

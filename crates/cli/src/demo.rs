@@ -236,14 +236,8 @@ pub fn run() -> Result<()> {
         (|| {
             for (v, img) in [(1, &v1), (2, &v2)] {
                 let m = crate::firmware::sign_release(&fw_key, v, img)?;
-                sesame_agent::data::publish_firmware(
-                    &ureq::Agent::new(),
-                    &url,
-                    ADMIN,
-                    &m,
-                    img,
-                )
-                .map_err(|e| anyhow!("{e}"))?;
+                sesame_agent::data::publish_firmware(&ureq::Agent::new(), &url, ADMIN, &m, img)
+                    .map_err(|e| anyhow!("{e}"))?;
             }
             match pump.update_firmware(&fw_dir)? {
                 Some(Ok(v)) => Ok(format!(

@@ -210,7 +210,9 @@ pub(crate) async fn session_device(
 ) -> ApiResult<crate::store_trust::SessionRow> {
     match s.session(bearer(headers)).await? {
         Some(Ok(row)) => Ok(row),
-        Some(Err(Standing::FamilyRevoked)) => Err(ApiError::auth(crate::auth::Reason::FamilyRevoked)),
+        Some(Err(Standing::FamilyRevoked)) => {
+            Err(ApiError::auth(crate::auth::Reason::FamilyRevoked))
+        }
         Some(Err(Standing::Revoked)) => Err(ApiError::auth(crate::auth::Reason::Revoked)),
         Some(Err(_)) => Err(ApiError::auth(crate::auth::Reason::NotEnrolled)),
         None => Err(ApiError {
@@ -416,8 +418,7 @@ async fn with_standing(
     let trust = s.trust().await?;
     let t = now() as u64;
     for d in &mut devices {
-        d.revoked = trust.standing(&d.serial, &d.cert_id, &d.key_id, &d.owner, t)
-            != Standing::Good;
+        d.revoked = trust.standing(&d.serial, &d.cert_id, &d.key_id, &d.owner, t) != Standing::Good;
     }
     Ok(devices)
 }
@@ -489,7 +490,10 @@ async fn targets(s: &Service, r: RevokeReq) -> ApiResult<Result<Vec<(String, Val
                 "no device {serial} has been seen; add \"pre_revoke\": true to revoke it before it is"
             )));
         }
-        out.push((serial_target(&serial), json!({ "kind": "serial", "serial": serial })));
+        out.push((
+            serial_target(&serial),
+            json!({ "kind": "serial", "serial": serial }),
+        ));
     }
     if let Some(fp) = r.fingerprint {
         let h = sesame_pki::profile::canonical_hash(&fp).ok_or_else(|| {
@@ -505,8 +509,14 @@ async fn targets(s: &Service, r: RevokeReq) -> ApiResult<Result<Vec<(String, Val
             )));
         }
         for d in found {
-            out.push((cert_target(&d.cert_id), json!({ "kind": "certificate", "serial": d.serial, "cert_id": d.cert_id })));
-            out.push((key_target(&d.key_id), json!({ "kind": "key", "serial": d.serial, "key_id": d.key_id })));
+            out.push((
+                cert_target(&d.cert_id),
+                json!({ "kind": "certificate", "serial": d.serial, "cert_id": d.cert_id }),
+            ));
+            out.push((
+                key_target(&d.key_id),
+                json!({ "kind": "key", "serial": d.serial, "key_id": d.key_id }),
+            ));
         }
     }
     if let Some(c) = r.certificate {
@@ -514,8 +524,14 @@ async fn targets(s: &Service, r: RevokeReq) -> ApiResult<Result<Vec<(String, Val
         let leaf = sesame_pki::profile::device_leaf(&der)
             .map_err(|e| ApiError::bad_request("bad_profile", e.to_string()))?;
         let (cert_id, key_id) = (hex::encode(leaf.cert_id), hex::encode(leaf.key_id));
-        out.push((cert_target(&cert_id), json!({ "kind": "certificate", "serial": leaf.serial, "cert_id": cert_id })));
-        out.push((key_target(&key_id), json!({ "kind": "key", "serial": leaf.serial, "key_id": key_id })));
+        out.push((
+            cert_target(&cert_id),
+            json!({ "kind": "certificate", "serial": leaf.serial, "cert_id": cert_id }),
+        ));
+        out.push((
+            key_target(&key_id),
+            json!({ "kind": "key", "serial": leaf.serial, "key_id": key_id }),
+        ));
     }
     out.dedup_by(|a, b| a.0 == b.0);
     Ok(Ok(out))
@@ -552,8 +568,13 @@ async fn change_revocation(
                 .map(|f| json!({ "kind": "family", "name": f.name, "fingerprint": f.fingerprint }))
                 .collect();
             for f in &rows {
-                s.audit("", &format!("{event}_family"), "", &format!("{} {}", f.name, f.fingerprint))
-                    .await?;
+                s.audit(
+                    "",
+                    &format!("{event}_family"),
+                    "",
+                    &format!("{} {}", f.name, f.fingerprint),
+                )
+                .await?;
             }
             Ok(Json(json!({ key: matched })))
         }

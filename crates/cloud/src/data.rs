@@ -70,7 +70,6 @@ fn b64(field: &str, v: &str) -> ApiResult<Vec<u8>> {
     })
 }
 
-
 /// The device behind a bearer token; refused if the session is unknown or expired, or the device
 /// (its serial, certificate, key or family) has been revoked since.
 async fn device(s: &Service, headers: &HeaderMap) -> ApiResult<SessionRow> {
@@ -323,7 +322,10 @@ const RECEIPT_DETAIL_MAX: usize = 200;
 fn receipt_status(status: &str) -> ApiResult<()> {
     let (outcome, detail) = status.split_once(':').unwrap_or((status, ""));
     let detail_ok = detail.len() <= RECEIPT_DETAIL_MAX && !detail.chars().any(char::is_control);
-    if RECEIPT_OUTCOMES.contains(&outcome) && detail_ok && (detail.is_empty() == !status.contains(':')) {
+    if RECEIPT_OUTCOMES.contains(&outcome)
+        && detail_ok
+        && (detail.is_empty() != status.contains(':'))
+    {
         Ok(())
     } else {
         Err(ApiError::bad_request(
@@ -387,7 +389,12 @@ async fn publish_firmware(
     let m = protocol::firmware_message(manifest.version, &sha, manifest.size);
     if !auth::verify(fw_key, &m, &sig) {
         let _ = s
-            .audit("", "firmware_refused", "bad_signature", &manifest.version.to_string())
+            .audit(
+                "",
+                "firmware_refused",
+                "bad_signature",
+                &manifest.version.to_string(),
+            )
             .await;
         return Err(refused(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -410,7 +417,10 @@ async fn publish_firmware(
     }
     s.audit("", "firmware_release", "", &version.to_string())
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "version": version, "size": image.len() }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "version": version, "size": image.len() })),
+    ))
 }
 
 async fn latest_firmware(State(s): S, h: HeaderMap) -> ApiResult<Json<Value>> {
@@ -431,7 +441,9 @@ async fn firmware_image(
     match s.store.firmware(Some(version)).await? {
         Some((m, image)) => {
             let bytes = B64.decode(image).map_err(|_| {
-                ApiError::from(crate::store::StoreError("stored image is not base64".into()))
+                ApiError::from(crate::store::StoreError(
+                    "stored image is not base64".into(),
+                ))
             })?;
             Ok((
                 [
@@ -453,11 +465,7 @@ struct UsageReq {
     signature: String,
 }
 
-async fn usage(
-    State(s): S,
-    h: HeaderMap,
-    Body(r): Body<UsageReq>,
-) -> ApiResult<Json<Value>> {
+async fn usage(State(s): S, h: HeaderMap, Body(r): Body<UsageReq>) -> ApiResult<Json<Value>> {
     let dev = device(&s, &h).await?;
     let sig = b64("signature", &r.signature)?;
     let m = protocol::usage_message(&s.config.identity, &dev.serial, r.seq, r.remaining);

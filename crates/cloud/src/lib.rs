@@ -18,11 +18,11 @@ mod extract;
 mod guard;
 mod metrics;
 mod openapi;
+mod server;
 mod service;
 mod store;
 mod store_data;
 mod store_trust;
-mod server;
 pub mod trust;
 
 pub use api::app;

@@ -594,13 +594,11 @@ impl Service {
     }
 }
 
-
 /// Reads a P-256 public key (SPKI PEM) as an uncompressed SEC1 point.
 fn firmware_public_key(path: &str) -> Result<Vec<u8>, String> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     use p256::pkcs8::DecodePublicKey;
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("firmware key {path}: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("firmware key {path}: {e}"))?;
     let key = p256::PublicKey::from_public_key_pem(&text).map_err(|e| {
         format!("firmware key {path}: not a P-256 public key in PEM (fab/firmware.pub.pem): {e}")
     })?;

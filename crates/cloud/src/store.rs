@@ -331,7 +331,6 @@ impl Store {
         rows.iter().map(family).collect()
     }
 
-
     pub(crate) async fn audit(&self, e: &AuditRow) -> R<()> {
         let mut id = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)

@@ -67,7 +67,14 @@ pub struct Registration<'a> {
 }
 
 /// Tables whose size operators (and retention tests) look at.
-pub const COUNTED_TABLES: [&str; 6] = ["audit", "rates", "sessions", "challenges", "codes", "registry"];
+pub const COUNTED_TABLES: [&str; 6] = [
+    "audit",
+    "rates",
+    "sessions",
+    "challenges",
+    "codes",
+    "registry",
+];
 
 impl Store {
     /// Rows in one of [`COUNTED_TABLES`] (`None` for any other name).
@@ -149,7 +156,11 @@ impl Store {
         .bind(r.owner)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(if row.is_some() { Bind::Bound } else { Bind::Conflict })
+        Ok(if row.is_some() {
+            Bind::Bound
+        } else {
+            Bind::Conflict
+        })
     }
 
     /// Enrolls one certificate as a device of its own.
@@ -165,7 +176,11 @@ impl Store {
         .bind(r.owner)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(if row.is_some() { Bind::Bound } else { Bind::Conflict })
+        Ok(if row.is_some() {
+            Bind::Bound
+        } else {
+            Bind::Conflict
+        })
     }
 
     /// The individually enrolled device with this certificate id.
@@ -241,12 +256,7 @@ impl Store {
         .transpose()
     }
 
-    pub(crate) async fn put_session(
-        &self,
-        hash: &str,
-        s: &SessionRow,
-        expires: i64,
-    ) -> R<()> {
+    pub(crate) async fn put_session(&self, hash: &str, s: &SessionRow, expires: i64) -> R<()> {
         sqlx::query("INSERT INTO sessions (token_hash, serial, expires, telemetry_key, public_key, cert_id, key_id, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(hash).bind(&s.serial).bind(expires).bind(&s.telemetry_key).bind(&s.public_key).bind(&s.cert_id).bind(&s.key_id).bind(&s.owner)
             .execute(&self.pool)

@@ -85,11 +85,7 @@ impl Trust {
     ) -> Self {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let parse = |der: &str| {
-            b64.decode(der)
-                .ok()
-                .and_then(|d| CaCert::parse(&d).ok())
-        };
+        let parse = |der: &str| b64.decode(der).ok().and_then(|d| CaCert::parse(&d).ok());
         Self {
             version,
             roots: roots

@@ -89,7 +89,10 @@ fn server_outlives_floods() {
     let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let addr = loop {
         let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the server did not start");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the server did not start"
+        );
         if let Some(a) = line.trim().strip_prefix("LISTEN ") {
             break a.to_string();
         }
@@ -101,7 +104,8 @@ fn server_outlives_floods() {
     for i in 0..50 {
         let mut s = TcpStream::connect(&addr).unwrap();
         if i % 2 == 0 {
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
         } else {
             s.write_all(b"POST /v1/auth/challenge HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{").unwrap();
         }

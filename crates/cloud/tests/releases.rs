@@ -85,25 +85,54 @@ async fn receipts_settle_once(db: Db) {
     let (_, session) = login(&s, &mut dev).await;
     let token = session["token"].as_str().unwrap().to_string();
     let path = format!("/v1/admin/devices/{}/commands", dev.serial);
-    let (st, cmd) = call(&s, "POST", &path, Some(json!({ "body": "valve=open" })), true).await;
+    let (st, cmd) = call(
+        &s,
+        "POST",
+        &path,
+        Some(json!({ "body": "valve=open" })),
+        true,
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{cmd}");
     let seq = cmd["seq"].as_i64().unwrap();
     let pk = sesame_pki::device_identity(&dev.cert).unwrap().public_key;
     let mut sign = |status: &str| {
-        let m = sesame_pki::protocol::receipt_message("cloud.test", &dev.serial, seq as u64, status);
+        let m =
+            sesame_pki::protocol::receipt_message("cloud.test", &dev.serial, seq as u64, status);
         B64.encode(dev.sign_digest(&sesame_pki::protocol::digest_for_key(&m, &pk).unwrap()))
     };
     let receipt = format!("/v1/commands/{seq}/receipt");
     for bad in ["", "done", "executed:\u{7}bell", "whatever:ok"] {
-        let r = device_call(&s, &token, "POST", &receipt, Some(json!({ "status": bad, "signature": sign(bad) }))).await;
+        let r = device_call(
+            &s,
+            &token,
+            "POST",
+            &receipt,
+            Some(json!({ "status": bad, "signature": sign(bad) })),
+        )
+        .await;
         assert_eq!(r.0, StatusCode::BAD_REQUEST, "{bad:?}: {}", r.1);
         assert_eq!(r.1["error"], "bad_receipt_status");
     }
     let good = "executed:opened";
-    let r = device_call(&s, &token, "POST", &receipt, Some(json!({ "status": good, "signature": sign(good) }))).await;
+    let r = device_call(
+        &s,
+        &token,
+        "POST",
+        &receipt,
+        Some(json!({ "status": good, "signature": sign(good) })),
+    )
+    .await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
     let again = "failed";
-    let r = device_call(&s, &token, "POST", &receipt, Some(json!({ "status": again, "signature": sign(again) }))).await;
+    let r = device_call(
+        &s,
+        &token,
+        "POST",
+        &receipt,
+        Some(json!({ "status": again, "signature": sign(again) })),
+    )
+    .await;
     assert_eq!(r.0, StatusCode::CONFLICT, "{}", r.1);
     let (_, list) = call(&s, "GET", &path, None, true).await;
     assert_eq!(list["commands"][0]["receipt"], good);
@@ -112,8 +141,11 @@ async fn receipts_settle_once(db: Db) {
 fn manifest(key: &p256::ecdsa::SigningKey, version: u32, image: &[u8]) -> Value {
     use p256::ecdsa::signature::Signer;
     let sha = sha2::Sha256::digest(image);
-    let sig: p256::ecdsa::Signature =
-        key.sign(&sesame_pki::protocol::firmware_message(version, &sha, image.len() as u64));
+    let sig: p256::ecdsa::Signature = key.sign(&sesame_pki::protocol::firmware_message(
+        version,
+        &sha,
+        image.len() as u64,
+    ));
     json!({ "version": version, "sha256": hex::encode(sha), "size": image.len(), "signature": B64.encode(sig.to_bytes()) })
 }
 
@@ -140,8 +172,16 @@ async fn releases_verify_and_travel_as_bytes(db: Db) {
     assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.1);
     let mut junk = manifest(&k.firmware, 3, &image);
     junk["signature"] = json!("AA==");
-    assert_eq!(publish(&s, &junk, image.clone()).await.0, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = publish(&s, &manifest(&k.firmware, 3, &image), b"other bytes".to_vec()).await;
+    assert_eq!(
+        publish(&s, &junk, image.clone()).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let r = publish(
+        &s,
+        &manifest(&k.firmware, 3, &image),
+        b"other bytes".to_vec(),
+    )
+    .await;
     assert_eq!(r.1["error"], "manifest_mismatch", "{}", r.1);
     // Nothing was spent: version 3 is still free for the genuine release.
     let r = publish(&s, &manifest(&k.firmware, 3, &image), image.clone()).await;
@@ -149,7 +189,9 @@ async fn releases_verify_and_travel_as_bytes(db: Db) {
     let r = publish(&s, &manifest(&k.firmware, 3, &image), image.clone()).await;
     assert_eq!(r.0, StatusCode::CONFLICT, "{}", r.1);
     // A 16 MiB image, fetched back byte for byte by a device.
-    let big: Vec<u8> = (0..16u32 * 1024 * 1024).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let big: Vec<u8> = (0..16u32 * 1024 * 1024)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let r = publish(&s, &manifest(&k.firmware, 4, &big), big.clone()).await;
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
     let pki = Pki::new(KeyAlg::P256);
@@ -166,7 +208,9 @@ async fn releases_verify_and_travel_as_bytes(db: Db) {
         .unwrap();
     let rsp = sesame_cloud::app(s.clone()).oneshot(req).await.unwrap();
     assert_eq!(rsp.status(), StatusCode::OK);
-    let got = axum::body::to_bytes(rsp.into_body(), 32 << 20).await.unwrap();
+    let got = axum::body::to_bytes(rsp.into_body(), 32 << 20)
+        .await
+        .unwrap();
     assert_eq!(sha2::Sha256::digest(&got), sha2::Sha256::digest(&big));
     // Over the configured limit: 413, not stored.
     let small = cloud_with(&db, |c| c.firmware_limit = 1024).await;

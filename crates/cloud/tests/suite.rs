@@ -366,7 +366,10 @@ async fn expiry_and_floods(db: Db) {
     for _ in 0..4 {
         statuses.push(login(&s, &mut dev).await.0);
     }
-    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
 }
 
 /// Two cloud instances on one database: a challenge from one is redeemable exactly once across

@@ -41,11 +41,19 @@ async fn reencoded_certificate_stays_revoked(db: Db) {
     ok(&login(&s, &mut dev).await);
     dev.cert = original.clone();
     ok(&login(&s, &mut dev).await);
-    let r = revoke(&s, json!({ "fingerprint": sesame_pki::fingerprint(&original) })).await;
+    let r = revoke(
+        &s,
+        json!({ "fingerprint": sesame_pki::fingerprint(&original) }),
+    )
+    .await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
     for cert in [&original, &twin] {
         dev.cert = cert.clone();
-        refused(&login(&s, &mut dev).await, StatusCode::UNAUTHORIZED, "revoked");
+        refused(
+            &login(&s, &mut dev).await,
+            StatusCode::UNAUTHORIZED,
+            "revoked",
+        );
     }
 }
 
@@ -158,8 +166,16 @@ async fn expiry_holds_after_a_cached_login(db: Db) {
     ok(&login(&s, &mut leaf).await);
     ok(&login(&s, &mut late).await);
     tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
-    refused(&login(&s, &mut leaf).await, StatusCode::UNAUTHORIZED, "expired");
-    refused(&challenge(&s, &late.cert).await, StatusCode::UNAUTHORIZED, "expired");
+    refused(
+        &login(&s, &mut leaf).await,
+        StatusCode::UNAUTHORIZED,
+        "expired",
+    );
+    refused(
+        &challenge(&s, &late.cert).await,
+        StatusCode::UNAUTHORIZED,
+        "expired",
+    );
 }
 
 fn ku(flags: flagset::FlagSet<KeyUsages>) -> x509_cert::ext::Extension {
@@ -198,8 +214,18 @@ async fn profile_is_enforced(db: Db) {
     let p384_dev = Device::new(&pki.family, CurveName::P384);
     type Tweak = Box<dyn Fn(&mut x509_cert::TbsCertificate)>;
     let cases: Vec<(&str, &[u8], Tweak, &str)> = vec![
-        ("no EKU", &p256_dev.cert, Box::new(|t| without(t, "2.5.29.37")), "wrong_key_usage"),
-        ("no keyUsage", &p256_dev.cert, Box::new(|t| without(t, "2.5.29.15")), "wrong_key_usage"),
+        (
+            "no EKU",
+            &p256_dev.cert,
+            Box::new(|t| without(t, "2.5.29.37")),
+            "wrong_key_usage",
+        ),
+        (
+            "no keyUsage",
+            &p256_dev.cert,
+            Box::new(|t| without(t, "2.5.29.15")),
+            "wrong_key_usage",
+        ),
         (
             "keyUsage without digitalSignature",
             &p256_dev.cert,
@@ -302,14 +328,24 @@ async fn family_revoked_mid_login(db: Db) {
     let mut dev = Device::new(&pki.family, CurveName::P256);
     let (_, c) = challenge(&s, &dev.cert).await;
     let sig = dev.answer(&c);
-    assert!(revoke(&s, json!({ "family": "cameras" })).await.0.is_success());
+    assert!(revoke(&s, json!({ "family": "cameras" }))
+        .await
+        .0
+        .is_success());
     refused(
         &respond(&s, &c["challenge_id"], &sig, None).await,
         StatusCode::UNAUTHORIZED,
         "family_revoked",
     );
     // And unrevoking lets it back in.
-    let r = call(&s, "POST", "/v1/admin/unrevoke", Some(json!({ "family": "cameras" })), true).await;
+    let r = call(
+        &s,
+        "POST",
+        "/v1/admin/unrevoke",
+        Some(json!({ "family": "cameras" })),
+        true,
+    )
+    .await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
     ok(&login(&s, &mut dev).await);
 }
@@ -328,25 +364,55 @@ async fn revocation_names_what_it_matched(db: Db) {
     let bad = revoke(&s, json!({ "fingerprint": "xyz" })).await;
     assert_eq!(bad.0, StatusCode::BAD_REQUEST, "{}", bad.1);
     // Wrong case and spaces: the same device.
-    let r = revoke(&s, json!({ "serial": format!(" {} ", dev.serial.to_lowercase()) })).await;
+    let r = revoke(
+        &s,
+        json!({ "serial": format!(" {} ", dev.serial.to_lowercase()) }),
+    )
+    .await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
     assert_eq!(r.1["revoked"][0]["serial"], dev.serial);
-    refused(&login(&s, &mut dev).await, StatusCode::UNAUTHORIZED, "revoked");
-    let r = call(&s, "POST", "/v1/admin/unrevoke", Some(json!({ "serial": dev.serial })), true).await;
+    refused(
+        &login(&s, &mut dev).await,
+        StatusCode::UNAUTHORIZED,
+        "revoked",
+    );
+    let r = call(
+        &s,
+        "POST",
+        "/v1/admin/unrevoke",
+        Some(json!({ "serial": dev.serial })),
+        true,
+    )
+    .await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
     ok(&login(&s, &mut dev).await);
-    let again = call(&s, "POST", "/v1/admin/unrevoke", Some(json!({ "serial": dev.serial })), true).await;
+    let again = call(
+        &s,
+        "POST",
+        "/v1/admin/unrevoke",
+        Some(json!({ "serial": dev.serial })),
+        true,
+    )
+    .await;
     assert_eq!(again.0, StatusCode::NOT_FOUND, "{}", again.1);
     // Pre-revoking a serial not yet seen takes an explicit flag, and holds when it shows up.
     let mut fresh = Device::new(&pki.family, CurveName::P256);
     let r = revoke(&s, json!({ "serial": fresh.serial, "pre_revoke": true })).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
-    refused(&login(&s, &mut fresh).await, StatusCode::UNAUTHORIZED, "revoked");
+    refused(
+        &login(&s, &mut fresh).await,
+        StatusCode::UNAUTHORIZED,
+        "revoked",
+    );
     // A certificate can be revoked before it is ever used, by giving it.
     let mut cert_dev = Device::new(&pki.family, CurveName::P256);
     let r = revoke(&s, json!({ "certificate": B64.encode(&cert_dev.cert) })).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
-    refused(&login(&s, &mut cert_dev).await, StatusCode::UNAUTHORIZED, "revoked");
+    refused(
+        &login(&s, &mut cert_dev).await,
+        StatusCode::UNAUTHORIZED,
+        "revoked",
+    );
 }
 
 /// Finding 8: unauthenticated requests do not grow the database; retention removes what expired.
@@ -367,14 +433,25 @@ async fn refusals_do_not_grow_storage(db: Db) {
             t.subject =
                 x509_cert::name::Name::from_str(&format!("CN={i}{}", "Q".repeat(40_000))).unwrap()
         });
-        refused(&challenge(&s, &big).await, StatusCode::UNAUTHORIZED, "bad_serial");
+        refused(
+            &challenge(&s, &big).await,
+            StatusCode::UNAUTHORIZED,
+            "bad_serial",
+        );
         let stranger = Pki::new(KeyAlg::P256);
         let alien = Device::new(&stranger.family, CurveName::P256);
-        refused(&challenge(&s, &alien.cert).await, StatusCode::UNAUTHORIZED, "not_enrolled");
+        refused(
+            &challenge(&s, &alien.cert).await,
+            StatusCode::UNAUTHORIZED,
+            "not_enrolled",
+        );
     }
     s.flush_audit().await.unwrap();
     let after = s.store.table_rows("audit").await.unwrap().unwrap();
-    assert!(after - before <= 2, "{before} → {after} audit rows for 200 refusals");
+    assert!(
+        after - before <= 2,
+        "{before} → {after} audit rows for 200 refusals"
+    );
     // Retention: an unanswered challenge and an expired session go.
     let mut d2 = Device::new(&pki.family, CurveName::P256);
     ok(&login(&s, &mut d2).await);
@@ -394,7 +471,10 @@ async fn no_leaks_and_no_5xx(db: Db) {
     let mut dev = Device::new(&pki.family, CurveName::P256);
     let (_, ok_login) = login(&s, &mut dev).await;
     let token = ok_login["token"].as_str().unwrap().to_string();
-    assert!(revoke(&s, json!({ "serial": dev.serial })).await.0.is_success());
+    assert!(revoke(&s, json!({ "serial": dev.serial }))
+        .await
+        .0
+        .is_success());
     let req = axum::http::Request::builder()
         .uri("/v1/session")
         .header("authorization", format!("Bearer {token}"))
@@ -416,9 +496,23 @@ async fn no_leaks_and_no_5xx(db: Db) {
         assert_eq!(r.0, StatusCode::BAD_REQUEST, "{path}: {}", r.1);
         assert_eq!(r.1["error"], "unstorable_input");
     }
-    let r = call(&s, "POST", "/v1/admin/revoke", Some(json!({ "serial": "A\u{0}B" })), true).await;
+    let r = call(
+        &s,
+        "POST",
+        "/v1/admin/revoke",
+        Some(json!({ "serial": "A\u{0}B" })),
+        true,
+    )
+    .await;
     assert_eq!(r.0, StatusCode::BAD_REQUEST, "{}", r.1);
-    let r = call(&s, "POST", "/v1/admin/devices", Some(json!({ "certificate": "\u{0}" })), true).await;
+    let r = call(
+        &s,
+        "POST",
+        "/v1/admin/devices",
+        Some(json!({ "certificate": "\u{0}" })),
+        true,
+    )
+    .await;
     assert_eq!(r.0, StatusCode::BAD_REQUEST, "{}", r.1);
     let nul_cn = resign(&anon.cert, &stranger.family, |t| {
         t.subject = x509_cert::name::Name::from_str("CN=A\\00B").unwrap()

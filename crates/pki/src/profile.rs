@@ -141,14 +141,17 @@ pub fn cert_id(der: &[u8]) -> Result<[u8; 32], ProfileError> {
     let mut r = SliceReader::new(der).map_err(bad)?;
     let outer = x509_cert::der::Header::decode(&mut r).map_err(bad)?;
     let body = r.read_slice(outer.length).map_err(bad)?;
-    let tbs = SliceReader::new(body).map_err(bad)?.tlv_bytes().map_err(bad)?;
+    let tbs = SliceReader::new(body)
+        .map_err(bad)?
+        .tlv_bytes()
+        .map_err(bad)?;
     Ok(Sha256::digest(tbs).into())
 }
 
 /// Checks `der` against the device profile and returns what the cloud needs from it.
 pub fn device_leaf(der: &[u8]) -> Result<Leaf, ProfileError> {
-    let cert =
-        x509_cert::Certificate::from_der(der).map_err(|e| ProfileError::Malformed(e.to_string()))?;
+    let cert = x509_cert::Certificate::from_der(der)
+        .map_err(|e| ProfileError::Malformed(e.to_string()))?;
     let tbs = &cert.tbs_certificate;
 
     let sn = tbs.serial_number.as_bytes();
@@ -211,7 +214,9 @@ fn ec_key(
         .ok_or_else(|| ProfileError::UnsupportedKey("no named curve".into()))?;
     let point = spki.subject_public_key.raw_bytes().to_vec();
     if point.first() != Some(&0x04) {
-        return Err(ProfileError::UnsupportedKey("compressed or empty point".into()));
+        return Err(ProfileError::UnsupportedKey(
+            "compressed or empty point".into(),
+        ));
     }
     let curve = match named.as_str() {
         P256_OID => {

@@ -119,7 +119,12 @@ pub async fn challenge_from(s: &Arc<Service>, ip: &str, cert: &[u8]) -> (StatusC
     .await
 }
 
-pub async fn respond_from(s: &Arc<Service>, ip: &str, id: &Value, sig: &[u8]) -> (StatusCode, Value) {
+pub async fn respond_from(
+    s: &Arc<Service>,
+    ip: &str,
+    id: &Value,
+    sig: &[u8],
+) -> (StatusCode, Value) {
     call_from(
         s,
         ip,
