@@ -401,7 +401,9 @@ async fn add_device(
     s.audit(&leaf.serial, "enroll_device", "", &cert_id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "cert_id": cert_id, "serial": leaf.serial })),
+        Json(
+            json!({ "cert_id": cert_id, "fingerprint": hex::encode(leaf.der_hash), "serial": leaf.serial }),
+        ),
     ))
 }
 
