@@ -129,19 +129,19 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
     if json {
         let mut v = serde_json::to_value(&info)?;
         v["certificate"] = cert.unwrap_or(serde_json::Value::Null);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("chip {}  (mask {}, STSAFE-A110)", info.serial, info.mask_id);
-    println!("  life cycle   {}", info.life_cycle);
-    println!("  I2C address  0x{:02X}", info.i2c_address);
-    println!("  zones");
+    outln!("chip {}  (mask {}, STSAFE-A110)", info.serial, info.mask_id);
+    outln!("  life cycle   {}", info.life_cycle);
+    outln!("  I2C address  0x{:02X}", info.i2c_address);
+    outln!("  zones");
     for z in &info.zones {
         let counter = z
             .counter
             .map(|c| format!(", counter {c}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "    {:>2} {:<7} {:>5} bytes  read AC {}{}  update AC {}{}{}",
             z.index,
             z.kind,
@@ -153,10 +153,10 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
             counter
         );
     }
-    println!("  private keys");
+    outln!("  private keys");
     for k in &info.private_keys {
         match &k.public_key {
-            Some(pk) => println!(
+            Some(pk) => outln!(
                 "    slot {}: {} public {}  mode {:04X}  uses {}",
                 k.slot,
                 pk.curve,
@@ -164,10 +164,10 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
                 k.mode,
                 k.uses_left.map_or("unlimited".into(), |u| u.to_string())
             ),
-            None => println!("    slot {}: empty", k.slot),
+            None => outln!("    slot {}: empty", k.slot),
         }
     }
-    println!(
+    outln!(
         "  host keys    {} (C-MAC counter {})",
         if info.host_keys {
             "provisioned"
@@ -177,14 +177,16 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
         info.host_counter
     );
     if let Some(c) = cert {
-        println!(
+        outln!(
             "  certificate  {} bytes, subject {}",
-            c["bytes"], c["subject"]
+            c["bytes"],
+            c["subject"]
         );
-        println!("               issuer {}", c["issuer"]);
-        println!(
+        outln!("               issuer {}", c["issuer"]);
+        outln!(
             "               valid {} .. {}",
-            c["not_before"], c["not_after"]
+            c["not_before"],
+            c["not_after"]
         );
     }
     Ok(())

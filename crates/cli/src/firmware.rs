@@ -39,7 +39,7 @@ pub fn sign_cmd(key: &Path, version: u32, image: &Path, out: Option<&Path>) -> R
     match out {
         Some(o) => std::fs::write(o, text + "\n")
             .with_context(|| format!("cannot write {}", o.display()))?,
-        None => println!("{text}"),
+        None => outln!("{text}"),
     }
     Ok(())
 }
