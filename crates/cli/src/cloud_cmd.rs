@@ -142,14 +142,6 @@ impl Operator {
     }
 }
 
-fn cert_file(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) if text.contains("-----BEGIN") => Ok(sesame_pki::cert_from_pem(text)?),
-        _ => Ok(bytes),
-    }
-}
-
 /// `cloud serve` options that override the configuration file.
 pub struct ServeArgs {
     config: Option<PathBuf>,
@@ -182,6 +174,9 @@ fn serve(a: ServeArgs) -> Result<()> {
         )
         .json()
         .try_init();
+    if let Some(c) = &a.config {
+        crate::files::text(c, "a TOML configuration such as cloud.example.toml")?;
+    }
     let mut cfg = sesame_cloud::Config::load(a.config.as_deref())
         .map_err(|e| anyhow!("configuration: {e}"))?;
     if let Some(d) = a.db {
@@ -327,7 +322,9 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             let v = op.call(
                 "POST",
                 "/v1/admin/roots",
-                Some(json!({ "certificate": B64.encode(cert_file(&root)?) })),
+                Some(
+                    json!({ "certificate": B64.encode(crate::files::certificate(&root, "the root CA certificate, e.g. the factory's root.pem")?) }),
+                ),
             )?;
             op.print(&v, |v| {
                 outln!(
@@ -338,9 +335,14 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             })
         }
         CloudCommand::EnrollFamily { op, bundle, key } => {
-            let der = cert_file(&bundle)?;
-            let key = std::fs::read_to_string(&key)
-                .with_context(|| format!("cannot read {}", key.display()))?;
+            let der = crate::files::certificate(
+                &bundle,
+                "the family CA certificate or the batch's family-bundle.pem",
+            )?;
+            let key = crate::files::pem_text(
+                &key,
+                "the family CA's private key (PKCS#8 PEM, the factory's families/NAME/ca.key.pem)",
+            )?;
             let v = enroll_family(&|m, p, b| op.call(m, p, b), &der, &key)?;
             op.print(&v, |v| {
                 outln!("enrolled family {} ({})", v["name"], v["fingerprint"])
@@ -350,7 +352,9 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             let v = op.call(
                 "POST",
                 "/v1/admin/devices",
-                Some(json!({ "certificate": B64.encode(cert_file(&cert)?) })),
+                Some(
+                    json!({ "certificate": B64.encode(crate::files::certificate(&cert, "a device certificate, e.g. from `sesame device cert`")?) }),
+                ),
             )?;
             op.print(&v, |v| {
                 outln!("enrolled device {} ({})", v["serial"], v["fingerprint"])

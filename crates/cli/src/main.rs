@@ -16,6 +16,7 @@ mod demo;
 mod device_cmd;
 mod factory;
 mod factory_tls;
+mod files;
 mod firmware;
 mod fleet;
 mod selfcert;
@@ -73,6 +74,10 @@ enum FirmwareCommand {
         /// Firmware-signing key (PKCS#8 PEM, from `sesame factory init`).
         #[arg(long)]
         key: PathBuf,
+        /// The factory whose devices will check the release: the key must be its firmware key
+        /// (default: the key's directory, when it is a factory).
+        #[arg(long, value_name = "DIR")]
+        factory: Option<PathBuf>,
         /// Release version (the chip's anti-rollback counter refuses lower ones).
         #[arg(long)]
         version: u32,
@@ -310,10 +315,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cloud(cmd) => cloud_cmd::run(cmd),
         Command::Firmware(FirmwareCommand::Sign {
             key,
+            factory,
             version,
             image,
             out,
-        }) => firmware::sign_cmd(&key, version, &image, out.as_deref()),
+        }) => firmware::sign_cmd(&key, factory.as_deref(), version, &image, out.as_deref()),
         Command::Bench(BenchCommand::Factory { count, dir }) => {
             bench::factory(count, dir.as_deref())
         }

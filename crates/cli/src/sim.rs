@@ -281,12 +281,28 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The uncompressed point of a P-256 public key in SPKI PEM.
+pub fn point_from_public_pem(text: &str) -> Result<Vec<u8>> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::pkcs8::DecodePublicKey;
+    let pk = p256::PublicKey::from_public_key_pem(text)
+        .map_err(|e| anyhow!("not a P-256 public key: {e}"))?;
+    Ok(pk.to_encoded_point(false).as_bytes().to_vec())
+}
+
 /// The command public key of an external cloud, from a PEM public key file.
 pub fn command_point_from_pem(path: &Path) -> Result<Vec<u8>> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     use p256::pkcs8::DecodePublicKey;
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let pk = p256::PublicKey::from_public_key_pem(&text)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let text = crate::files::pem_text(
+        path,
+        "the cloud's command public key (PEM, the factory's command.pub.pem)",
+    )?;
+    let pk = p256::PublicKey::from_public_key_pem(&text).map_err(|e| {
+        anyhow!(
+            "{}: not a P-256 public key ({e}); expected the factory's command.pub.pem",
+            path.display()
+        )
+    })?;
     Ok(pk.to_encoded_point(false).as_bytes().to_vec())
 }

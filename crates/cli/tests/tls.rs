@@ -43,9 +43,15 @@ fn with_env(d: &Path, args: &[&str], var: &str, value: &str) -> Output {
 fn every_client_trusts_a_private_ca_when_told() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    assert!(operator(&["factory", "init", "--dir", "f"], d).status.success());
+    assert!(operator(&["factory", "init", "--dir", "f"], d)
+        .status
+        .success());
     let cloud = tls_cloud(d);
-    assert!(cloud.url.starts_with("https://127.0.0.1:"), "{}", cloud.banner);
+    assert!(
+        cloud.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        cloud.banner
+    );
     assert!(cloud.banner.contains("command key"), "{}", cloud.banner);
     let url = cloud.url.as_str();
     // Not trusted: the refusal says what to pass.
@@ -54,7 +60,15 @@ fn every_client_trusts_a_private_ca_when_told() {
     assert!(text(&o).contains("--cacert"), "{}", text(&o));
     // --cacert, $SESAME_CACERT and the system store's $SSL_CERT_FILE each work.
     let o = operator(
-        &["cloud", "trust-root", "f/root.pem", "--url", url, "--cacert", "f/root.pem"],
+        &[
+            "cloud",
+            "trust-root",
+            "f/root.pem",
+            "--url",
+            url,
+            "--cacert",
+            "f/root.pem",
+        ],
         d,
     );
     assert!(o.status.success(), "{}", text(&o));
@@ -84,22 +98,36 @@ fn every_client_trusts_a_private_ca_when_told() {
     // A device logs in over TLS.
     let o = operator(
         &[
-            "factory", "personalize", "--dir", "f", "--family", "family-1", "--count", "1",
-            "--out", "b",
+            "factory",
+            "personalize",
+            "--dir",
+            "f",
+            "--family",
+            "family-1",
+            "--count",
+            "1",
+            "--out",
+            "b",
         ],
         d,
     );
     assert!(o.status.success(), "{}", text(&o));
     let manifest = std::fs::read_to_string(d.join("b/manifest.jsonl")).unwrap();
-    let serial = serde_json::from_str::<Value>(manifest.lines().next().unwrap()).unwrap()
-        ["serial"]
+    let serial = serde_json::from_str::<Value>(manifest.lines().next().unwrap()).unwrap()["serial"]
         .as_str()
         .unwrap()
         .to_string();
     let image = format!("b/chips/{serial}.chip");
     let login = |extra: &[&str]| {
         let mut a = vec![
-            "device", "--image", &image, "--key-file", "f/chip.key", "login", "--cloud", url,
+            "device",
+            "--image",
+            &image,
+            "--key-file",
+            "f/chip.key",
+            "login",
+            "--cloud",
+            url,
         ];
         a.extend(extra);
         operator(&a, d)
@@ -109,12 +137,27 @@ fn every_client_trusts_a_private_ca_when_told() {
     assert!(text(&o).contains("--cacert"), "{}", text(&o));
     let o = login(&["--cacert", "f/root.pem"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("telemetry key established"), "{}", text(&o));
+    assert!(
+        text(&o).contains("telemetry key established"),
+        "{}",
+        text(&o)
+    );
     // A fleet over TLS, with the command key's public half: no error.
     let o = operator(
         &[
-            "fleet", "run", "--cloud", url, "--cacert", "f/root.pem", "--command-pub",
-            "f/command.pub.pem", "--devices", "3", "--duration", "2", "--json",
+            "fleet",
+            "run",
+            "--cloud",
+            url,
+            "--cacert",
+            "f/root.pem",
+            "--command-pub",
+            "f/command.pub.pem",
+            "--devices",
+            "3",
+            "--duration",
+            "2",
+            "--json",
         ],
         d,
     );
@@ -141,7 +184,9 @@ fn refused(d: &Path, args: &[&str], msg: &str) {
 fn cloud_serve_names_bad_settings_before_listening() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    assert!(operator(&["factory", "init", "--dir", "f"], d).status.success());
+    assert!(operator(&["factory", "init", "--dir", "f"], d)
+        .status
+        .success());
     for name in ["127.0.0.1", "other.example"] {
         let o = operator(&["factory", "tls", "--dir", "f", "--name", name], d);
         assert!(o.status.success(), "{}", text(&o));
@@ -158,8 +203,16 @@ fn cloud_serve_names_bad_settings_before_listening() {
         ],
         "does not belong to the certificate",
     );
-    refused(d, &["--db", "sqlite://f/root.pem"], "not an SQLite database");
-    refused(d, &["--db", "sqlite://nowhere/c.db"], "directory nowhere does not exist");
+    refused(
+        d,
+        &["--db", "sqlite://f/root.pem"],
+        "not an SQLite database",
+    );
+    refused(
+        d,
+        &["--db", "sqlite://nowhere/c.db"],
+        "directory nowhere does not exist",
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -167,7 +220,10 @@ fn cloud_serve_names_bad_settings_before_listening() {
         .port();
     refused(
         d,
-        &["--db", &format!("postgres://sesame@127.0.0.1:{port}/sesame")],
+        &[
+            "--db",
+            &format!("postgres://sesame@127.0.0.1:{port}/sesame"),
+        ],
         &format!("cannot connect to PostgreSQL at 127.0.0.1:{port}"),
     );
     refused(
