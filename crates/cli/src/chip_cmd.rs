@@ -104,22 +104,11 @@ pub fn open(path: &Path, options: ChipOptions, key: &SealKey) -> Result<Chip> {
         .with_context(|| format!("cannot open chip image {}", path.display()))
 }
 
-/// A short human summary of the certificate in zone 0.
+/// The summary of the certificate in zone 0 (the vocabulary of `device info`).
 pub fn certificate_summary(chip: &Chip) -> Option<serde_json::Value> {
-    use x509_cert::der::Decode;
     let zone0 = chip.public_zone(0)?;
     let len = Inspection::certificate_len(zone0)?;
-    let der = zone0.get(..len)?;
-    let cert = x509_cert::Certificate::from_der(der).ok()?;
-    let tbs = &cert.tbs_certificate;
-    Some(serde_json::json!({
-        "subject": tbs.subject.to_string(),
-        "issuer": tbs.issuer.to_string(),
-        "not_before": tbs.validity.not_before.to_string(),
-        "not_after": tbs.validity.not_after.to_string(),
-        "bytes": len,
-        "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der)),
-    }))
+    crate::device_cmd::view::certificate_summary(zone0.get(..len)?).ok()
 }
 
 pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
@@ -127,8 +116,7 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
     let info = chip.inspect();
     let cert = certificate_summary(&chip);
     if json {
-        let mut v = serde_json::to_value(&info)?;
-        v["certificate"] = cert.unwrap_or(serde_json::Value::Null);
+        let v = crate::vocab::chip_inspection(&info, cert);
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }

@@ -19,7 +19,7 @@ use sesame_host::{ProductInfo, Stsafe, ZoneAccess};
 use crate::chip_cmd;
 
 mod cloud;
-mod view;
+pub(crate) mod view;
 mod zones;
 
 use view::hex_arg;
@@ -394,7 +394,11 @@ where
                                    "reason": reason, "error": e.to_string()});
                     outln!("{}", serde_json::to_string_pretty(&v)?);
                 }
-                bail!("authentication of chip {serial} against {ca_subject} failed: {e}")
+                // Under --json the verdict above is the output; no second JSON document.
+                Err(crate::out::Reported(format!(
+                    "authentication of chip {serial} against {ca_subject} failed: {e}"
+                ))
+                .into())
             }
         }
     }

@@ -98,6 +98,119 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
+/// A 3-bit zone access condition's name (protocol.md §4).
+pub fn ac_name(ac: u8) -> &'static str {
+    match ac {
+        0 => "always",
+        1 => "host",
+        2 => "admin-auth",
+        3 => "admin-mac",
+        _ => "never",
+    }
+}
+
+/// The usages a key's mode of operation allows (protocol.md §5).
+pub fn usages(mode: u16) -> Vec<&'static str> {
+    [
+        (0x0004, "sign-digest"),
+        (0x0008, "sign-internal"),
+        (0x0001, "key-establishment"),
+        (0x8000, "regenerable"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| mode & bit != 0)
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// A data zone, as `chip inspect --json` and `device info --json` both show it. Access
+/// conditions are (value, may change).
+pub fn zone(
+    index: usize,
+    counter: Option<u32>,
+    size: usize,
+    read: (u8, bool),
+    update: (u8, bool),
+) -> Value {
+    serde_json::json!({
+        "index": index,
+        "kind": if counter.is_some() { "counter" } else { "plain" },
+        "size": size,
+        "read_ac": read.0,
+        "read_ac_name": ac_name(read.0),
+        "read_ac_changeable": read.1,
+        "update_ac": update.0,
+        "update_ac_name": ac_name(update.0),
+        "update_ac_changeable": update.1,
+        "counter": counter,
+    })
+}
+
+/// A private key slot, as both commands show it; `public_key` is the uncompressed SEC1
+/// point, when known (the host driver does not read it).
+pub fn key_slot(
+    slot: u8,
+    curve: Option<String>,
+    mode: u16,
+    public_key: Option<&[u8]>,
+    uses_left: Option<u16>,
+) -> Value {
+    serde_json::json!({
+        "slot": slot,
+        "present": curve.is_some(),
+        "curve": curve,
+        "mode": mode,
+        "usage": usages(mode),
+        "public_key": public_key.map(hex::encode),
+        "uses_left": uses_left,
+    })
+}
+
+/// `chip inspect --json`: the image's state in the vocabulary of `device info --json`
+/// (`address`, zones, key slots, `key_usage_limit`, `host_keys`, the certificate summary),
+/// plus what only the image shows (public keys, uses left, envelope keys, password, command
+/// table).
+pub fn chip_inspection(i: &sesame_chip::Inspection, certificate: Option<Value>) -> Value {
+    let zones: Vec<Value> = i
+        .zones
+        .iter()
+        .map(|z| zone(z.index, z.counter, z.size, z.read_ac, z.update_ac))
+        .collect();
+    let keys: Vec<Value> = i
+        .private_keys
+        .iter()
+        .map(|k| {
+            let pk = k.public_key.as_ref();
+            key_slot(
+                k.slot,
+                pk.map(|p| format!("{:?}", p.curve)),
+                k.mode,
+                pk.map(|p| p.to_sec1()).as_deref(),
+                k.uses_left,
+            )
+        })
+        .collect();
+    let policy: Vec<Value> = i
+        .command_policy
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+        .collect();
+    serde_json::json!({
+        "address": i.i2c_address,
+        "serial": i.serial,
+        "mask_id": i.mask_id,
+        "life_cycle": i.life_cycle,
+        "zones": zones,
+        "private_keys": keys,
+        "key_usage_limit": i.global_uses_left,
+        "host_keys": { "present": i.host_keys, "counter": i.host_counter },
+        "envelope_keys": i.envelope_keys,
+        "password_tries": i.password_tries,
+        "command_policy": policy,
+        "certificate": certificate,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

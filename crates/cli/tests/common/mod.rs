@@ -41,6 +41,13 @@ pub fn fails(o: Output, msg: &str) -> Output {
     o
 }
 
+/// Asserts exit code 2 (a usage error) with `msg` in the output.
+pub fn usage_error(o: Output, msg: &str) -> Output {
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains(msg), "expected '{msg}' in: {}", text(&o));
+    o
+}
+
 /// Operator token of the test clouds.
 pub const TOKEN: &str = "cli-cloud-test-admin-token";
 
