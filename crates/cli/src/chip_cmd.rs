@@ -104,22 +104,11 @@ pub fn open(path: &Path, options: ChipOptions, key: &SealKey) -> Result<Chip> {
         .with_context(|| format!("cannot open chip image {}", path.display()))
 }
 
-/// A short human summary of the certificate in zone 0.
+/// The summary of the certificate in zone 0 (the vocabulary of `device info`).
 pub fn certificate_summary(chip: &Chip) -> Option<serde_json::Value> {
-    use x509_cert::der::Decode;
     let zone0 = chip.public_zone(0)?;
     let len = Inspection::certificate_len(zone0)?;
-    let der = zone0.get(..len)?;
-    let cert = x509_cert::Certificate::from_der(der).ok()?;
-    let tbs = &cert.tbs_certificate;
-    Some(serde_json::json!({
-        "subject": tbs.subject.to_string(),
-        "issuer": tbs.issuer.to_string(),
-        "not_before": tbs.validity.not_before.to_string(),
-        "not_after": tbs.validity.not_after.to_string(),
-        "bytes": len,
-        "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der)),
-    }))
+    crate::device_cmd::view::certificate_summary(zone0.get(..len)?).ok()
 }
 
 pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
@@ -127,21 +116,20 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
     let info = chip.inspect();
     let cert = certificate_summary(&chip);
     if json {
-        let mut v = serde_json::to_value(&info)?;
-        v["certificate"] = cert.unwrap_or(serde_json::Value::Null);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let v = crate::vocab::chip_inspection(&info, cert);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("chip {}  (mask {}, STSAFE-A110)", info.serial, info.mask_id);
-    println!("  life cycle   {}", info.life_cycle);
-    println!("  I2C address  0x{:02X}", info.i2c_address);
-    println!("  zones");
+    outln!("chip {}  (mask {}, STSAFE-A110)", info.serial, info.mask_id);
+    outln!("  life cycle   {}", info.life_cycle);
+    outln!("  I2C address  0x{:02X}", info.i2c_address);
+    outln!("  zones");
     for z in &info.zones {
         let counter = z
             .counter
             .map(|c| format!(", counter {c}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "    {:>2} {:<7} {:>5} bytes  read AC {}{}  update AC {}{}{}",
             z.index,
             z.kind,
@@ -153,10 +141,10 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
             counter
         );
     }
-    println!("  private keys");
+    outln!("  private keys");
     for k in &info.private_keys {
         match &k.public_key {
-            Some(pk) => println!(
+            Some(pk) => outln!(
                 "    slot {}: {} public {}  mode {:04X}  uses {}",
                 k.slot,
                 pk.curve,
@@ -164,10 +152,10 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
                 k.mode,
                 k.uses_left.map_or("unlimited".into(), |u| u.to_string())
             ),
-            None => println!("    slot {}: empty", k.slot),
+            None => outln!("    slot {}: empty", k.slot),
         }
     }
-    println!(
+    outln!(
         "  host keys    {} (C-MAC counter {})",
         if info.host_keys {
             "provisioned"
@@ -177,14 +165,16 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
         info.host_counter
     );
     if let Some(c) = cert {
-        println!(
+        outln!(
             "  certificate  {} bytes, subject {}",
-            c["bytes"], c["subject"]
+            c["bytes"],
+            c["subject"]
         );
-        println!("               issuer {}", c["issuer"]);
-        println!(
+        outln!("               issuer {}", c["issuer"]);
+        outln!(
             "               valid {} .. {}",
-            c["not_before"], c["not_after"]
+            c["not_before"],
+            c["not_after"]
         );
     }
     Ok(())

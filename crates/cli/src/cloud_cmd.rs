@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::{Args, Subcommand};
@@ -22,13 +22,20 @@ pub enum CloudCommand {
         /// Listen address (overrides the file).
         #[arg(long)]
         listen: Option<String>,
-        /// Command-signing key, PKCS#8 PEM (`fab/command.key.pem`): signs commands and the
-        /// telemetry key exchange. Without it: no commands, no encrypted telemetry.
-        #[arg(long)]
+        /// The command-signing key (PKCS#8 PEM, the factory's command.key.pem; overrides the
+        /// file): signs commands and the cloud's half of the encrypted-telemetry key exchange.
+        #[arg(long, value_name = "FILE")]
         command_key: Option<PathBuf>,
-        /// Firmware public key, PEM (`fab/firmware.pub.pem`): releases must verify under it.
-        #[arg(long)]
+        /// Firmware public key, PEM (the factory's firmware.pub.pem; overrides the file): a
+        /// release is accepted only if its manifest verifies under it.
+        #[arg(long, value_name = "FILE")]
         firmware_key: Option<PathBuf>,
+        /// TLS certificate chain, PEM (overrides the file; goes with --tls-key).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key, PEM (overrides the file; goes with --tls-cert).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Trust a root CA.
     TrustRoot {
@@ -62,14 +69,18 @@ pub enum CloudCommand {
         /// Serial to show.
         serial: Option<String>,
     },
-    /// Revoke a device (serial or fingerprint) or a family.
+    /// Revoke a device (serial or fingerprint) or a family: give exactly one of them.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["serial", "fingerprint", "family"])))]
     Revoke {
         #[command(flatten)]
         op: Operator,
+        /// Revoke the device with this serial (its certificate CN).
         #[arg(long)]
         serial: Option<String>,
+        /// Revoke one device certificate by its SHA-256 fingerprint (hex, as `cloud devices` shows).
         #[arg(long)]
         fingerprint: Option<String>,
+        /// Revoke a whole family by name: every device it issued is refused.
         #[arg(long)]
         family: Option<String>,
     },
@@ -87,10 +98,11 @@ pub enum CloudCommand {
     Audit {
         #[command(flatten)]
         op: Operator,
+        /// Only events of this device serial.
         #[arg(long)]
         serial: Option<String>,
-        /// Unix seconds.
-        #[arg(long)]
+        /// Only events since this time: RFC 3339 (2026-01-31T12:00:00Z) or Unix seconds.
+        #[arg(long, value_parser = crate::vocab::parse_since)]
         since: Option<i64>,
     },
 }
@@ -99,11 +111,17 @@ pub enum CloudCommand {
 #[derive(Args, Debug)]
 pub struct Operator {
     /// Cloud base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8443")]
+    #[arg(
+        long,
+        env = "SESAME_CLOUD_URL",
+        default_value = "http://127.0.0.1:8443"
+    )]
     url: String,
     /// Operator token (default: $SESAME_CLOUD_ADMIN_TOKEN).
     #[arg(long, env = "SESAME_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
     token: String,
+    #[command(flatten)]
+    trust: crate::client::Trust,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -111,29 +129,16 @@ pub struct Operator {
 
 impl Operator {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
-        let req = ureq::request(method, &format!("{}{path}", self.url.trim_end_matches('/')))
-            .set("authorization", &format!("Bearer {}", self.token));
-        let r = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        };
-        match r {
-            Ok(rsp) => Ok(rsp.into_json()?),
-            Err(ureq::Error::Status(code, rsp)) => {
-                let v: Value = rsp.into_json().unwrap_or_default();
-                bail!(
-                    "cloud refused ({code} {}): {}",
-                    v["error"].as_str().unwrap_or("?"),
-                    v["message"].as_str().unwrap_or("")
-                )
-            }
-            Err(e) => Err(anyhow!("cannot reach {}: {e}", self.url)),
-        }
+        let base = crate::client::base_url(&self.url, "--url")?;
+        let http = self.trust.agent(std::time::Duration::from_secs(30))?;
+        crate::client::call(&http, &base, Some(&self.token), method, path, body)
     }
 
     fn print(&self, v: &Value, human: impl FnOnce(&Value)) -> Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(v)?);
+            let mut v = v.clone();
+            crate::vocab::times_to_rfc3339(&mut v);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             human(v);
         }
@@ -141,84 +146,17 @@ impl Operator {
     }
 }
 
-fn cert_file(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) if text.contains("-----BEGIN") => Ok(sesame_pki::cert_from_pem(text)?),
-        _ => Ok(bytes),
-    }
-}
-
-fn serve(
+/// `cloud serve` options that override the configuration file.
+pub struct ServeArgs {
     config: Option<PathBuf>,
     db: Option<String>,
     listen: Option<String>,
     command_key: Option<PathBuf>,
     firmware_key: Option<PathBuf>,
-) -> Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .json()
-        .try_init();
-    let mut cfg = sesame_cloud::Config::load(config.as_deref()).map_err(|e| anyhow!(e))?;
-    if let Some(d) = db {
-        cfg.db = d;
-    }
-    if let Some(l) = listen {
-        cfg.listen = l;
-    }
-    if let Some(k) = command_key {
-        cfg.command_key = Some(k.display().to_string());
-    }
-    if let Some(k) = firmware_key {
-        cfg.firmware_key = Some(k.display().to_string());
-    }
-    // A TLS key that does not match its certificate is an error before anything listens.
-    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            sesame_cloud::tls_config(Path::new(cert), Path::new(key)).map_err(|e| anyhow!(e))?,
-        ),
-        _ => None,
-    };
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async move {
-        let listen = cfg.listen.clone();
-        let summary = format!(
-            "database {}, command key {}, firmware key {}",
-            redact_db(&cfg.db),
-            if cfg.command_key.is_some() {
-                "loaded"
-            } else {
-                "none (no commands, no encrypted telemetry)"
-            },
-            if cfg.firmware_key.is_some() {
-                "loaded"
-            } else {
-                "none (no firmware releases)"
-            },
-        );
-        let service = sesame_cloud::build(cfg).await.map_err(|e| anyhow!("{e}"))?;
-        let l = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        eprintln!(
-            "sesame cloud on {scheme}://{} (TLS {}), {summary}",
-            l.local_addr()?,
-            if tls.is_some() { "on" } else { "off" }
-        );
-        match tls {
-            Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop_signal()).await?,
-            None => sesame_cloud::serve(service, l, stop_signal()).await?,
-        }
-        eprintln!("sesame cloud stopped (drained)");
-        Ok(())
-    })
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
-/// SIGINT or SIGTERM: stop accepting, finish what is in flight.
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
 async fn stop_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -234,17 +172,99 @@ async fn stop_signal() {
     }
 }
 
-/// A database URL without its password.
-fn redact_db(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
+fn serve(a: ServeArgs) -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .json()
+        .try_init();
+    if let Some(c) = &a.config {
+        crate::files::text(c, "a TOML configuration such as cloud.example.toml")?;
+    }
+    let mut cfg = sesame_cloud::Config::load(a.config.as_deref())
+        .map_err(|e| anyhow!("configuration: {e}"))?;
+    if let Some(d) = a.db {
+        cfg.db = d;
+    }
+    if let Some(l) = a.listen {
+        cfg.listen = l;
+    }
+    if let Some(k) = a.command_key {
+        cfg.command_key = Some(k.display().to_string());
+    }
+    if let Some(k) = a.firmware_key {
+        cfg.firmware_key = Some(k.display().to_string());
+    }
+    if let Some((c, k)) = a.tls {
+        cfg.tls_cert = Some(c.display().to_string());
+        cfg.tls_key = Some(k.display().to_string());
+    }
+    // Everything that can be checked before opening anything, so a mistake is named at once.
+    if let Some(k) = &cfg.command_key {
+        crate::serve_check::command_key(k)?;
+    }
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => {
+            crate::serve_check::tls(c, k)?;
+            Some(sesame_cloud::tls_config(Path::new(c), Path::new(k)).map_err(|e| anyhow!(e))?)
         }
-        _ => url.to_string(),
+        _ => None,
+    };
+    crate::serve_check::database(&cfg.db)?;
+    let command = match &cfg.command_key {
+        Some(k) => format!("command key {k}: commands and encrypted telemetry on"),
+        None => "no command key: no commands, no encrypted telemetry (--command-key FILE)".into(),
+    };
+    let firmware = match &cfg.firmware_key {
+        Some(k) => format!("firmware key {k}: releases verified"),
+        None => "no firmware key: no releases (--firmware-key FILE)".into(),
+    };
+    let db_name = redact(&cfg.db);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listen = cfg.listen.clone();
+        let db = cfg.db.clone();
+        let service =
+            tokio::time::timeout(crate::serve_check::DB_CONNECT * 2, sesame_cloud::build(cfg))
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "database {db_name} did not answer within {} s",
+                        (crate::serve_check::DB_CONNECT * 2).as_secs()
+                    )
+                })?
+                .map_err(|e| {
+                    anyhow!(
+                        "database {}: {}",
+                        redact(&db),
+                        e.to_string().trim_start_matches("database: ")
+                    )
+                })?;
+        let l = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = l.local_addr()?;
+        let (scheme, on) = if tls.is_some() { ("https", "on") } else { ("http", "off") };
+        eprintln!(
+            "sesame cloud on {scheme}://{addr} (TLS {on}; database {db_name}; {command}; {firmware})"
+        );
+        match tls {
+            Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop_signal()).await?,
+            None => sesame_cloud::serve(service, l, stop_signal()).await?,
+        }
+        Ok(())
+    })
+}
+
+/// A database URL without its password, for messages.
+fn redact(db: &str) -> String {
+    match url::Url::parse(db) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => db.to_string(),
     }
 }
 
@@ -289,34 +309,56 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             listen,
             command_key,
             firmware_key,
-        } => serve(config, db, listen, command_key, firmware_key),
+            tls_cert,
+            tls_key,
+        } => serve(ServeArgs {
+            config,
+            db,
+            listen,
+            command_key,
+            firmware_key,
+            tls: tls_cert.zip(tls_key),
+        }),
         CloudCommand::TrustRoot { op, root } => {
             let v = op.call(
                 "POST",
                 "/v1/admin/roots",
-                Some(json!({ "certificate": B64.encode(cert_file(&root)?) })),
+                Some(
+                    json!({ "certificate": B64.encode(crate::files::certificate(&root, "the root CA certificate, e.g. the factory's root.pem")?) }),
+                ),
             )?;
             op.print(&v, |v| {
-                println!("trusted root {} ({})", v["subject"], v["fingerprint"])
+                outln!(
+                    "trusted root {} ({})",
+                    v["subject"].as_str().unwrap_or("?"),
+                    v["fingerprint"].as_str().unwrap_or("?")
+                )
             })
         }
         CloudCommand::EnrollFamily { op, bundle, key } => {
-            let der = cert_file(&bundle)?;
-            let key = std::fs::read_to_string(&key)
-                .with_context(|| format!("cannot read {}", key.display()))?;
+            let der = crate::files::certificate(
+                &bundle,
+                "the family CA certificate or the batch's family-bundle.pem",
+            )?;
+            let key = crate::files::pem_text(
+                &key,
+                "the family CA's private key (PKCS#8 PEM, the factory's families/NAME/ca.key.pem)",
+            )?;
             let v = enroll_family(&|m, p, b| op.call(m, p, b), &der, &key)?;
             op.print(&v, |v| {
-                println!("enrolled family {} ({})", v["name"], v["fingerprint"])
+                outln!("enrolled family {} ({})", v["name"], v["fingerprint"])
             })
         }
         CloudCommand::EnrollDevice { op, cert } => {
             let v = op.call(
                 "POST",
                 "/v1/admin/devices",
-                Some(json!({ "certificate": B64.encode(cert_file(&cert)?) })),
+                Some(
+                    json!({ "certificate": B64.encode(crate::files::certificate(&cert, "a device certificate, e.g. from `sesame device cert`")?) }),
+                ),
             )?;
             op.print(&v, |v| {
-                println!("enrolled device {} ({})", v["serial"], v["fingerprint"])
+                outln!("enrolled device {} ({})", v["serial"], v["fingerprint"])
             })
         }
         CloudCommand::Devices { op, serial } => {
@@ -330,19 +372,44 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
                     .or_else(|| v["certificates"].as_array())
                     .cloned()
                     .unwrap_or_default();
-                for d in list {
-                    println!(
-                        "{}  {}  {}{}",
-                        d["serial"].as_str().unwrap_or(""),
-                        if d["enrolled"] == true {
-                            "enrolled"
-                        } else {
-                            "family"
-                        },
-                        if d["revoked"] == true { "REVOKED " } else { "" },
-                        d["fingerprint"].as_str().unwrap_or("")
-                    );
-                }
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|d| {
+                        let text = |k: &str| d[k].as_str().unwrap_or("-").to_string();
+                        vec![
+                            text("serial"),
+                            text("family"),
+                            if d["enrolled"] == true {
+                                "device"
+                            } else {
+                                "family"
+                            }
+                            .into(),
+                            if d["revoked"] == true {
+                                "revoked"
+                            } else {
+                                "active"
+                            }
+                            .into(),
+                            crate::vocab::local_of(&d["last_auth"]),
+                            text("fingerprint"),
+                        ]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    crate::vocab::table(
+                        &[
+                            "SERIAL",
+                            "FAMILY",
+                            "ENROLLED_AS",
+                            "STATE",
+                            "LAST_LOGIN",
+                            "FINGERPRINT"
+                        ],
+                        &rows
+                    )
+                );
             })
         }
         CloudCommand::Revoke {
@@ -356,7 +423,7 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
                 "/v1/admin/revoke",
                 Some(json!({ "serial": serial, "fingerprint": fingerprint, "family": family })),
             )?;
-            op.print(&v, |v| println!("revoked {}", v["revoked"]))
+            op.print(&v, |v| outln!("revoked {}", v["revoked"]))
         }
         CloudCommand::PublishFirmware {
             op,
@@ -370,17 +437,11 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             .with_context(|| format!("{} is not a manifest", manifest.display()))?;
             let img = std::fs::read(&image)
                 .with_context(|| format!("cannot read {}", image.display()))?;
-            let v = sesame_agent::data::publish_firmware(
-                &ureq::Agent::new(),
-                &op.url,
-                &op.token,
-                &m,
-                &img,
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-            op.print(&v, |v| {
-                println!("released firmware version {}", v["version"])
-            })
+            let base = crate::client::base_url(&op.url, "--url")?;
+            let http = op.trust.agent(std::time::Duration::from_secs(300))?;
+            let v = sesame_agent::data::publish_firmware(&http, &base, &op.token, &m, &img)
+                .map_err(|e| anyhow!("{e}"))?;
+            op.print(&v, |v| outln!("released firmware version {}", v["version"]))
         }
         CloudCommand::Audit { op, serial, since } => {
             let mut q = format!("/v1/admin/audit?since={}", since.unwrap_or(0));
@@ -389,15 +450,25 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             }
             let v = op.call("GET", &q, None)?;
             op.print(&v, |v| {
-                for e in v["events"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "{}  {:<22} {}  {}",
-                        e["at"],
-                        e["event"].as_str().unwrap_or(""),
-                        e["serial"].as_str().unwrap_or(""),
-                        e["reason"].as_str().unwrap_or("")
-                    );
-                }
+                let rows: Vec<Vec<String>> = v["events"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| {
+                        let text = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+                        vec![
+                            crate::vocab::local_of(&e["at"]),
+                            text("event"),
+                            text("serial"),
+                            text("reason"),
+                        ]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    crate::vocab::table(&["TIME", "EVENT", "SERIAL", "REASON"], &rows)
+                );
             })
         }
     }

@@ -28,10 +28,10 @@ impl Report {
         match r {
             Ok(detail) => {
                 self.ok += 1;
-                println!("  ✔ {what}: {detail}");
+                outln!("  ✔ {what}: {detail}");
             }
             Err(e) => {
-                println!("  ✘ {what}: {e:#}");
+                outln!("  ✘ {what}: {e:#}");
                 self.failed.push(what.to_string());
             }
         }
@@ -108,7 +108,7 @@ fn expect_refusal<T>(r: Result<T, AgentError>, status: u16, code: &str) -> Resul
 pub fn run() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
-    println!("sesame demo in {}", dir.display());
+    outln!("sesame demo in {}", dir.display());
     let mut report = Report {
         ok: 0,
         failed: vec![],
@@ -116,9 +116,7 @@ pub fn run() -> Result<()> {
     let fdir = dir.join("factory");
     let batch = dir.join("batch");
 
-    println!(
-        "\n1. factory: root CA, family CA, command and firmware keys; personalize three chips"
-    );
+    outln!("\n1. factory: root CA, family CA, command and firmware keys; personalize three chips");
     report.step(
         "factory",
         factory::init(&fdir, "home-devices", sesame_pki::KeyAlg::P256)
@@ -137,7 +135,7 @@ pub fn run() -> Result<()> {
         bail!("the factory did not produce three chips");
     }
 
-    println!("\n2. cloud: start on embedded SQLite, trust the root, enroll the family (proof of possession)");
+    outln!("\n2. cloud: start on embedded SQLite, trust the root, enroll the family (proof of possession)");
     let url = start_cloud(dir, &f.command_key(), &f.firmware_pub())?;
     let family_der =
         sesame_pki::cert_from_pem(&std::fs::read_to_string(batch.join("family-bundle.pem"))?)?;
@@ -161,7 +159,7 @@ pub fn run() -> Result<()> {
         })(),
     );
 
-    println!("\n3. devices authenticate (certificate, challenge, chip signature) and send encrypted, signed telemetry");
+    outln!("\n3. devices authenticate (certificate, challenge, chip signature) and send encrypted, signed telemetry");
     let names = ["security camera", "water pump", "heart monitor"];
     let readings = [
         "motion=none frames=1800",
@@ -197,7 +195,7 @@ pub fn run() -> Result<()> {
         .map(|v| format!("decrypted in the cloud: {}", v["messages"][0]["payload"])),
     );
 
-    println!("\n4. a signed command to the actuator (water pump), verified by its chip");
+    outln!("\n4. a signed command to the actuator (water pump), verified by its chip");
     let pump = &mut devices[1];
     report.step(
         "command",
@@ -224,7 +222,7 @@ pub fn run() -> Result<()> {
             .map_err(Into::into),
     );
 
-    println!("\n5. firmware update: signed release, verified by the chip, installed, verified again at boot");
+    outln!("\n5. firmware update: signed release, verified by the chip, installed, verified again at boot");
     let fw_dir = dir.join("pump-firmware");
     let fw_key = std::fs::read_to_string(f.firmware_key())?;
     let (v1, v2) = (
@@ -255,7 +253,7 @@ pub fn run() -> Result<()> {
         }),
     );
 
-    println!("\n6. refusals");
+    outln!("\n6. refusals");
     report.step(
         "cloned device",
         (|| {
@@ -333,7 +331,7 @@ pub fn run() -> Result<()> {
         })(),
     );
 
-    println!(
+    outln!(
         "\nsummary: {} steps ok, {} failed",
         report.ok,
         report.failed.len()

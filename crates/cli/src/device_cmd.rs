@@ -19,7 +19,7 @@ use sesame_host::{ProductInfo, Stsafe, ZoneAccess};
 use crate::chip_cmd;
 
 mod cloud;
-mod view;
+pub(crate) mod view;
 mod zones;
 
 use view::hex_arg;
@@ -103,6 +103,8 @@ enum DeviceCommand {
         /// Cloud base URL.
         #[arg(long)]
         cloud: String,
+        #[command(flatten)]
+        trust: crate::client::Trust,
     },
     /// Log in, then install a newer firmware release if the cloud has one (chip-verified).
     Update {
@@ -112,6 +114,8 @@ enum DeviceCommand {
         /// Where the device keeps its installed firmware.
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        trust: crate::client::Trust,
     },
     /// Verify the installed firmware through the chip, as at each start; exit 1 if it must
     /// not boot (tampered, wrong key, below the anti-rollback counter, missing).
@@ -230,9 +234,9 @@ where
     /// Prints `value` as JSON with `--json`, else `human`.
     fn emit(&self, value: Value, human: impl FnOnce() -> String) -> Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            outln!("{}", serde_json::to_string_pretty(&value)?);
         } else {
-            println!("{}", human());
+            outln!("{}", human());
         }
         Ok(())
     }
@@ -272,8 +276,10 @@ where
                 data,
                 mac,
             }) => self.zone_write(zone, offset, &data, mac),
-            DeviceCommand::Login { cloud } => cloud::login(self, &cloud),
-            DeviceCommand::Update { cloud, dir } => cloud::update(self, &cloud, &dir),
+            DeviceCommand::Login { cloud, trust } => cloud::login(self, &cloud, &trust),
+            DeviceCommand::Update { cloud, dir, trust } => {
+                cloud::update(self, &cloud, &dir, &trust)
+            }
             DeviceCommand::Boot { dir } => cloud::boot(self, &dir),
             DeviceCommand::Counter(CounterCommand::Decrement {
                 zone,
@@ -386,9 +392,13 @@ where
                 if self.json {
                     let v = json!({"authenticated": false, "serial": serial, "ca": ca_subject,
                                    "reason": reason, "error": e.to_string()});
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    outln!("{}", serde_json::to_string_pretty(&v)?);
                 }
-                bail!("authentication of chip {serial} against {ca_subject} failed: {e}")
+                // Under --json the verdict above is the output; no second JSON document.
+                Err(crate::out::Reported(format!(
+                    "authentication of chip {serial} against {ca_subject} failed: {e}"
+                ))
+                .into())
             }
         }
     }

@@ -241,6 +241,39 @@ fn make_chip(m: &Material) -> Result<(String, Vec<u8>, HostKeyLine, ManifestLine
     Ok((serial_hex, sealed, host_keys, line))
 }
 
+/// The largest batch `personalize` accepts: ten million chips is already a few tens of GB.
+pub const MAX_BATCH: usize = 10_000_000;
+
+/// Refuses to start a batch that cannot fit on the disk of `out`: the size of one chip (its
+/// sealed image plus its host-key and manifest lines, measured on a chip made now and thrown
+/// away) times `todo`, with 10 % to spare.
+fn enough_space(out: &Path, todo: usize, m: &Material, disk: &dyn Disk) -> Result<()> {
+    if todo == 0 {
+        return Ok(());
+    }
+    let (_, sealed, keys, line) = make_chip(m)?;
+    let per_chip = sealed.len() + serde_json::to_string(&keys)?.len() + line.to_json().len() + 2;
+    let need = (todo as u128 * per_chip as u128 * 11 / 10) as u64;
+    // The batch directory, or the nearest directory above it that exists yet.
+    let on = out
+        .ancestors()
+        .find(|a| a.is_dir())
+        .filter(|a| !a.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let free = disk
+        .free_bytes(on)
+        .with_context(|| format!("cannot check free space on {}", on.display()))?;
+    if need > free {
+        bail!(
+            "{todo} chips need about {} MB in {} ({per_chip} bytes each), but only {} MB are free; free space or give a smaller --count",
+            need.div_ceil(1 << 20),
+            out.display(),
+            free / (1 << 20)
+        );
+    }
+    Ok(())
+}
+
 /// The manifest line an existing image should have, if it is a good, finished chip.
 fn line_of_image(m: &Material, path: &Path) -> Option<ManifestLine> {
     let storage = sesame_chip::Sealed::new(sesame_chip::FileStorage::new(path), m.chip_key.clone());
@@ -337,6 +370,12 @@ fn sync_filesystem(dir: &Path) -> Result<()> {
 pub trait Disk: Sync {
     /// Writes a whole file (created or replaced).
     fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()>;
+
+    /// Bytes an unprivileged writer may still use on the file system of `dir`.
+    fn free_bytes(&self, dir: &Path) -> std::io::Result<u64> {
+        let st = rustix::fs::statvfs(dir)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
 }
 
 /// The real disk.
@@ -373,7 +412,12 @@ pub fn personalize(
     progress: bool,
 ) -> Result<BatchReport> {
     if count == 0 {
-        bail!("--count must be at least 1");
+        return Err(crate::out::usage("--count must be at least 1"));
+    }
+    if count > MAX_BATCH {
+        return Err(crate::out::usage(format!(
+            "--count {count} is more than one batch may hold ({MAX_BATCH}); split the order into batches"
+        )));
     }
     let curve = match profile {
         "p256" | "default" => CurveName::P256,
@@ -409,6 +453,8 @@ pub fn personalize(
             bail!("{} holds a batch of {} x '{}' ({}); this run asks for {count} x '{family}' ({profile})", out.display(), existing.count, existing.family, existing.profile);
         }
     } else {
+        // Checked before anything is written: a refused batch leaves nothing behind.
+        enough_space(out, count, &m, disk)?;
         fs::create_dir_all(out.join("chips"))?;
         fs::write(&info_path, serde_json::to_vec_pretty(&info)?)?;
     }
@@ -421,6 +467,7 @@ pub fn personalize(
     let have = reconcile(out, &m)?;
     let resumed_from = have.len();
     let todo = count.saturating_sub(resumed_from);
+    enough_space(out, todo, &m, disk)?;
     let started = std::time::Instant::now();
     let bar = if progress {
         indicatif::ProgressBar::new(count as u64)
@@ -528,6 +575,45 @@ mod tests {
             }
             RealDisk.write(path, bytes, private)
         }
+    }
+
+    /// A disk with 1 MB free.
+    struct SmallDisk;
+
+    impl Disk for SmallDisk {
+        fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+            RealDisk.write(path, bytes, private)
+        }
+        fn free_bytes(&self, _: &Path) -> std::io::Result<u64> {
+            Ok(1 << 20)
+        }
+    }
+
+    #[test]
+    fn a_batch_that_cannot_fit_or_is_absurd_is_refused_before_writing() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = t.path().join("f");
+        init(&f, "fam", KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        let out = t.path().join("b");
+        let err = personalize(&f, "fam", 5000, &out, "p256", &SmallDisk, false)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            err.contains("5000 chips need about") && err.contains("MB are free"),
+            "{err}"
+        );
+        assert!(!out.exists(), "a refused batch wrote {}", out.display());
+        let err = personalize(&f, "fam", 100_000_000_000, &out, "p256", &RealDisk, false)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("split the order"), "{err}");
+        assert!(!out.exists());
+        // What fits goes ahead.
+        let r = personalize(&f, "fam", 3, &out, "p256", &SmallDisk, false)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(r.made, 3);
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! send encrypted, chip-signed telemetry round-robin until the duration ends.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
+use crate::out::{usage, Interrupted, Reported};
 use crate::sim::{self, Counters, EmbeddedCloud, Pki};
 
 /// `sesame fleet` subcommands.
@@ -45,6 +48,8 @@ pub struct RunArgs {
     /// Worker threads (each owns a slice of the devices).
     #[arg(long, default_value_t = 64)]
     workers: usize,
+    #[command(flatten)]
+    trust: crate::client::Trust,
 }
 
 /// Runs a `sesame fleet` subcommand.
@@ -56,11 +61,20 @@ pub fn run(cmd: FleetCommand) -> Result<()> {
 
 fn fleet_run(a: RunArgs) -> Result<()> {
     if a.devices == 0 {
-        bail!("--devices must be at least 1");
+        return Err(usage("--devices must be at least 1"));
     }
     if a.workers == 0 {
-        bail!("--workers must be at least 1");
+        return Err(usage("--workers must be at least 1"));
     }
+    // Ctrl-C (or SIGTERM) stops the run and still prints its summary; a second one ends the
+    // process at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, interrupted.clone())?;
+        signal_hook::flag::register(sig, interrupted.clone())?;
+    }
+    let tls = a.trust.tls()?;
+    let http = crate::client::agent_with(tls.clone(), Duration::from_secs(30));
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let pki = Pki::new()?;
     let embedded;
@@ -80,6 +94,7 @@ fn fleet_run(a: RunArgs) -> Result<()> {
         }
         Some(url) => {
             embedded = None;
+            let url = crate::client::base_url(url, "--cloud")?;
             let Some(token) = a.token.clone() else {
                 bail!("--cloud needs the operator token (--token or $SESAME_CLOUD_ADMIN_TOKEN)");
             };
@@ -91,22 +106,24 @@ fn fleet_run(a: RunArgs) -> Result<()> {
             if point.is_none() {
                 eprintln!("note: no --command-pub: zone 1 stays empty. A cloud with a command key then fails the logins (the chip cannot check its ECDH key); one without cannot take telemetry (no telemetry key).");
             }
-            (
-                url.trim_end_matches('/').to_string(),
-                token,
-                point,
-                url.clone(),
-            )
+            (url.clone(), token, point, url)
         }
     };
-    pki.enroll(&url, &token)?;
+    pki.enroll_with(&http, &url, &token)?;
     let (devices, perso_s) =
         sim::personalize(a.devices, &pki, command_point.as_deref(), &url, tty)?;
     let workers = a.workers.min(a.devices);
+    eprintln!(
+        "fleet: {} devices running for {} s against the {cloud_name} cloud (Ctrl-C stops early and prints the summary)",
+        a.devices, a.duration
+    );
     let counters = Counters::default();
     let bar = sim::bar(tty, a.duration, "{spinner} {pos}/{len} s  {msg}");
     let mut last = (0.0, 0u64, 0u64);
     let mut tick = |t: f64| {
+        if interrupted.load(Ordering::Relaxed) {
+            counters.stop.store(true, Ordering::Relaxed);
+        }
         let (auths, msgs) = (
             counters.auths.load(Ordering::Relaxed),
             counters.messages.load(Ordering::Relaxed),
@@ -130,6 +147,7 @@ fn fleet_run(a: RunArgs) -> Result<()> {
         Duration::from_secs(a.duration),
         true,
         &counters,
+        &tls,
         &mut tick,
     );
     bar.finish_and_clear();
@@ -164,36 +182,48 @@ fn fleet_run(a: RunArgs) -> Result<()> {
             "telemetry_ms": { "p50": round(t50), "p99": round(t99) },
             "errors": out.errors,
             "error_total": out.error_total(),
+            "interrupted": interrupted.load(Ordering::Relaxed),
             "peak_rss_mb": round(rss),
         });
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!(
+        outln!(
             "fleet: {} devices personalized in {perso_s:.2} s ({:.0} chips/s); {workers} workers for {secs:.1} s against the {cloud_name} cloud",
             a.devices,
             a.devices as f64 / perso_s.max(1e-9)
         );
-        println!("logged in at the end: {} of {}", out.logged_in, a.devices);
+        outln!("logged in at the end: {} of {}", out.logged_in, a.devices);
         match out.all_in {
-            Some(d) => println!(
+            Some(d) => outln!(
                 "all logged in after: {:.1} s ({:.0} authentications/s while logging in)",
                 d.as_secs_f64(),
                 a.devices as f64 / d.as_secs_f64().max(1e-9)
             ),
-            None => println!("all logged in after: not all devices logged in within the run"),
+            None => outln!("all logged in after: not all devices logged in within the run"),
         }
-        println!("authentications:    {auths} ({:.0} /s)", rate(auths));
-        println!("messages:           {msgs} ({:.0} /s)", rate(msgs));
-        println!("login latency:      p50 {l50:.2} ms, p99 {l99:.2} ms");
-        println!("telemetry latency:  p50 {t50:.2} ms, p99 {t99:.2} ms");
-        println!("errors:             {}", out.error_total());
+        outln!("authentications:    {auths} ({:.0} /s)", rate(auths));
+        outln!("messages:           {msgs} ({:.0} /s)", rate(msgs));
+        outln!("login latency:      p50 {l50:.2} ms, p99 {l99:.2} ms");
+        outln!("telemetry latency:  p50 {t50:.2} ms, p99 {t99:.2} ms");
+        outln!("errors:             {}", out.error_total());
         for (kind, n) in &out.errors {
-            println!("  {n:>8}  {kind}");
+            outln!("  {n:>8}  {kind}");
         }
-        println!("peak memory:        {rss:.0} MB");
+        outln!("peak memory:        {rss:.0} MB");
+    }
+    if interrupted.load(Ordering::Relaxed) {
+        eprintln!("interrupted: the summary above covers the run until then");
+        return Err(Interrupted.into());
     }
     if auths == 0 {
-        bail!("no device authenticated");
+        return Err(Reported("no device authenticated".into()).into());
+    }
+    if out.error_total() > 0 {
+        return Err(Reported(format!(
+            "{} errors during the run (by kind in the summary)",
+            out.error_total()
+        ))
+        .into());
     }
     Ok(())
 }

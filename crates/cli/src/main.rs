@@ -1,18 +1,28 @@
 //! `sesame`: the one binary over the sesame crates. Thin: parse, validate, call a library.
 //!
-//! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error (clap).
+//! Exit codes: 0 when everything asked was done (also "nothing to update", and a reader that
+//! closed the pipe early), 1 failure (message on stderr; under `--json` also
+//! `{"error", "message"}` on stdout), 2 usage error, 130 interrupted (after a summary).
+
+#[macro_use]
+mod out;
 
 mod bench;
 mod bench_auth;
 mod chip_cmd;
+mod client;
 mod cloud_cmd;
 mod demo;
 mod device_cmd;
 mod factory;
+mod factory_tls;
+mod files;
 mod firmware;
 mod fleet;
 mod selfcert;
+mod serve_check;
 mod sim;
+mod vocab;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +74,10 @@ enum FirmwareCommand {
         /// Firmware-signing key (PKCS#8 PEM, from `sesame factory init`).
         #[arg(long)]
         key: PathBuf,
+        /// The factory whose devices will check the release: the key must be its firmware key
+        /// (default: the key's directory, when it is a factory).
+        #[arg(long, value_name = "DIR")]
+        factory: Option<PathBuf>,
         /// Release version (the chip's anti-rollback counter refuses lower ones).
         #[arg(long)]
         version: u32,
@@ -103,6 +117,17 @@ enum FactoryCommand {
         /// CA key algorithm.
         #[arg(long, value_enum, default_value = "p256")]
         curve: CurveArg,
+    },
+    /// A TLS server certificate for the cloud, issued by the factory's root CA (clients then
+    /// trust it with `--cacert DIR/root.pem`). Writes DIR/tls/NAME.pem and NAME.key.pem (0600).
+    Tls {
+        /// Factory directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host name or IP address the cloud is reached by (repeat for several; the first
+        /// names the files).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
     },
     /// Families of devices (one family CA each).
     #[command(subcommand)]
@@ -232,15 +257,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => demo::run(),
         Command::Factory(FactoryCommand::Init { dir, family, curve }) => {
             factory::init(&dir, &family, alg(curve))?;
-            println!(
+            outln!(
                 "factory created in {} (first family '{family}')",
                 dir.display()
             );
             Ok(())
         }
+        Command::Factory(FactoryCommand::Tls { dir, names }) => {
+            let f = factory_tls::issue(&dir, &names)?;
+            outln!(
+                "TLS certificate {} and key {} (issued by {})",
+                f.cert.display(),
+                f.key.display(),
+                dir.join("root.pem").display()
+            );
+            Ok(())
+        }
         Command::Factory(FactoryCommand::Family(FamilyCommand::New { name, dir, curve })) => {
             factory::family_new(&dir, &name, alg(curve))?;
-            println!("family '{name}' created");
+            outln!("family '{name}' created");
             Ok(())
         }
         Command::Factory(FactoryCommand::Personalize {
@@ -260,7 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &factory::RealDisk,
                 progress,
             )?;
-            println!(
+            outln!(
                 "{} chips personalized in {:.2} s ({:.0} chips/s){}; manifest {}",
                 r.made,
                 r.seconds,
@@ -280,16 +315,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cloud(cmd) => cloud_cmd::run(cmd),
         Command::Firmware(FirmwareCommand::Sign {
             key,
+            factory,
             version,
             image,
             out,
-        }) => firmware::sign_cmd(&key, version, &image, out.as_deref()),
+        }) => firmware::sign_cmd(&key, factory.as_deref(), version, &image, out.as_deref()),
         Command::Bench(BenchCommand::Factory { count, dir }) => {
             bench::factory(count, dir.as_deref())
         }
         Command::Chip(ChipCommand::Key { out }) => {
             chip_cmd::new_key(&out)?;
-            println!("chip key written to {} (keep it secret)", out.display());
+            outln!("chip key written to {} (keep it secret)", out.display());
             Ok(())
         }
         Command::Chip(ChipCommand::New {
@@ -304,8 +340,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 CurveArg::P384 => CurveName::P384,
             };
             let c = chip_cmd::new_chip(&out, curve, address, &key)?;
-            println!("chip {} written to {}", c.serial, out.display());
-            println!(
+            outln!("chip {} written to {}", c.serial, out.display());
+            outln!(
                 "host keys written to {}",
                 chip_cmd::host_keys_path(&out).display()
             );
@@ -328,12 +364,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Known before parsing, so that usage errors too are JSON under --json.
+    let json = std::env::args_os().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if json && e.use_stderr() {
+                outln!(
+                    "{}",
+                    serde_json::json!({ "error": "usage", "message": e.to_string().trim() })
+                );
+            }
+            e.exit()
         }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ExitCode::from(out::report(&e, json)),
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand_core::{OsRng, RngCore};
@@ -118,7 +118,7 @@ impl Drop for EmbeddedCloud {
     }
 }
 
-/// An operator API call.
+/// An operator API call (plain HTTP or TLS trusted by the system store).
 pub fn admin(
     url: &str,
     token: &str,
@@ -126,20 +126,7 @@ pub fn admin(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value> {
-    let req = ureq::request(method, &format!("{}{path}", url.trim_end_matches('/')))
-        .set("authorization", &format!("Bearer {token}"));
-    let r = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match r {
-        Ok(r) => Ok(r.into_json()?),
-        Err(ureq::Error::Status(s, r)) => bail!(
-            "{method} {path}: {s}: {}",
-            r.into_string().unwrap_or_default()
-        ),
-        Err(e) => bail!("{method} {path}: {e}"),
-    }
+    crate::client::call(&ureq::agent(), url, Some(token), method, path, body)
 }
 
 /// The fleet's certificate authorities and firmware key, made fresh for a run.
@@ -169,18 +156,20 @@ impl Pki {
 
     /// Trusts the root and enrolls the family (proof of possession) on a cloud.
     pub fn enroll(&self, url: &str, token: &str) -> Result<()> {
-        admin(
-            url,
-            token,
+        self.enroll_with(&ureq::agent(), url, token)
+    }
+
+    /// [`Pki::enroll`] through `http`.
+    pub fn enroll_with(&self, http: &ureq::Agent, url: &str, token: &str) -> Result<()> {
+        let call = |m: &str, p: &str, b: Option<Value>| {
+            crate::client::call(http, url, Some(token), m, p, b)
+        };
+        call(
             "POST",
             "/v1/admin/roots",
             Some(json!({ "certificate": B64.encode(&self.root.der) })),
         )?;
-        crate::cloud_cmd::enroll_family(
-            &|m, p, b| admin(url, token, m, p, b),
-            &self.family.der,
-            &self.family.key_pem(),
-        )?;
+        crate::cloud_cmd::enroll_family(&call, &self.family.der, &self.family.key_pem())?;
         Ok(())
     }
 }
@@ -292,12 +281,28 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The uncompressed point of a P-256 public key in SPKI PEM.
+pub fn point_from_public_pem(text: &str) -> Result<Vec<u8>> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::pkcs8::DecodePublicKey;
+    let pk = p256::PublicKey::from_public_key_pem(text)
+        .map_err(|e| anyhow!("not a P-256 public key: {e}"))?;
+    Ok(pk.to_encoded_point(false).as_bytes().to_vec())
+}
+
 /// The command public key of an external cloud, from a PEM public key file.
 pub fn command_point_from_pem(path: &Path) -> Result<Vec<u8>> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     use p256::pkcs8::DecodePublicKey;
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let pk = p256::PublicKey::from_public_key_pem(&text)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let text = crate::files::pem_text(
+        path,
+        "the cloud's command public key (PEM, the factory's command.pub.pem)",
+    )?;
+    let pk = p256::PublicKey::from_public_key_pem(&text).map_err(|e| {
+        anyhow!(
+            "{}: not a P-256 public key ({e}); expected the factory's command.pub.pem",
+            path.display()
+        )
+    })?;
     Ok(pk.to_encoded_point(false).as_bytes().to_vec())
 }

@@ -46,7 +46,11 @@ fn chip_new_inspect_and_refusals() {
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["life_cycle"], "OPERATIONAL");
-    assert_eq!(v["private_keys"][0]["public_key"]["curve"], "P384");
+    assert_eq!(v["private_keys"][0]["curve"], "P384");
+    assert_eq!(
+        v["private_keys"][0]["public_key"].as_str().unwrap().len(),
+        2 * 97
+    );
     assert_eq!(v["zones"][4]["counter"], 1_000_000);
     let cert = &v["certificate"];
     assert_eq!(cert["issuer"], cert["subject"]);

@@ -6,74 +6,12 @@ mod common;
 
 use common::text;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-const TOKEN: &str = "cli-cloud-test-admin-token";
+use common::Server;
 
 fn sesame(args: &[&str], dir: &Path) -> Output {
-    common::command(dir)
-        .args(args)
-        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
-        .output()
-        .unwrap()
-}
-
-/// `sesame cloud serve` on a free loopback port, killed when dropped (also when a test fails).
-struct Server {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path, command_key: Option<&Path>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = common::command(dir);
-        cmd.args([
-            "cloud",
-            "serve",
-            "--db",
-            "sqlite://cloud.db",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        if let Some(k) = command_key {
-            // The factory's keys: the command key and, beside it, the firmware public key.
-            cmd.env("SESAME_CLOUD_COMMAND_KEY", k);
-            cmd.env(
-                "SESAME_CLOUD_FIRMWARE_KEY",
-                k.with_file_name("firmware.pub.pem"),
-            );
-        }
-        let server = Self {
-            child: cmd.spawn().unwrap(),
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        // Up to 20 s: a loaded CI machine may be slow to start it.
-        let up = (0..400).any(|_| {
-            let ok = ureq::get(&format!("{}/healthz", server.url)).call().is_ok();
-            if !ok {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            ok
-        });
-        assert!(up, "cloud did not come up");
-        server
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    common::operator(args, dir)
 }
 
 #[test]
@@ -251,6 +189,13 @@ fn device_login_update_and_boot_from_the_command_line() {
         (v["serial"].as_str(), v["telemetry_key"].as_bool()),
         (Some(serial.as_str()), Some(true))
     );
+    // Nothing released yet: nothing to update is a success.
+    let o = dev(&["update", "--cloud", &url, "--dir", "installed"]);
+    assert!(
+        o.status.success() && text(&o).contains("up to date"),
+        "{}",
+        text(&o)
+    );
     // A release signed with the factory's firmware key, published, installed, booted.
     std::fs::write(d.join("fw.bin"), b"firmware 3").unwrap();
     assert!(sesame(
@@ -285,6 +230,12 @@ fn device_login_update_and_boot_from_the_command_line() {
     );
     let o = dev(&["boot", "--dir", "installed"]);
     assert!(o.status.success(), "{}", text(&o));
+    let o = dev(&["update", "--cloud", &url, "--dir", "installed"]);
+    assert!(
+        o.status.success() && text(&o).contains("up to date"),
+        "{}",
+        text(&o)
+    );
     std::fs::write(d.join("installed/installed.bin"), b"firmware 4").unwrap();
     let o = dev(&["boot", "--dir", "installed"]);
     assert_eq!(o.status.code(), Some(1));

@@ -49,7 +49,7 @@ fn every_subcommand_on_an_image() {
     assert_eq!(info["i2c"]["address"], 0x20);
     assert_eq!(info["zones"].as_array().unwrap().len(), 5);
     assert_eq!(info["zones"][0]["update_ac_name"], "never");
-    assert_eq!(info["zones"][4]["type"], "counter");
+    assert_eq!(info["zones"][4]["kind"], "counter");
     assert_eq!(info["zones"][4]["counter"], 1_000_000);
     assert_eq!(info["private_keys"][0]["curve"], "P256");
     assert_eq!(info["host_keys"]["present"], true);

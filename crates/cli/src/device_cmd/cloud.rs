@@ -5,37 +5,52 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use embedded_hal::i2c::I2c;
 use serde_json::json;
-use sesame_agent::Agent;
+use std::time::Duration;
+
+use sesame_agent::{Agent, AgentError};
+
+use crate::client::Trust;
 
 use super::Device;
 
-fn agent<I>(d: Device<I>, cloud: &str) -> Result<(Agent<I, super::StdDelay>, bool)>
+fn agent<I>(d: Device<I>, cloud: &str, trust: &Trust) -> Result<(Agent<I, super::StdDelay>, bool)>
 where
     I: I2c,
     I::Error: Send + Sync + 'static,
 {
     let json = d.json;
-    Ok((Agent::new(d.se, cloud)?, json))
+    let url = crate::client::base_url(cloud, "--cloud")?;
+    let mut a = Agent::new(d.se, &url)?;
+    a.set_http(trust.agent(Duration::from_secs(15))?);
+    Ok((a, json))
+}
+
+/// An agent error with the fix for a TLS trust problem.
+fn hint(e: AgentError) -> anyhow::Error {
+    match e {
+        AgentError::Transport(m) => AgentError::Transport(crate::client::transport_hint(&m)).into(),
+        e => e.into(),
+    }
 }
 
 /// The seven steps against `cloud`.
-pub(super) fn login<I>(d: Device<I>, cloud: &str) -> Result<()>
+pub(super) fn login<I>(d: Device<I>, cloud: &str, trust: &Trust) -> Result<()>
 where
     I: I2c,
     I::Error: Send + Sync + 'static,
 {
-    let (mut a, json) = agent(d, cloud)?;
-    let s = a.login()?.clone();
+    let (mut a, json) = agent(d, cloud, trust)?;
+    let s = a.login().map_err(hint)?.clone();
     if json {
-        println!(
+        outln!(
             "{}",
-            json!({ "serial": s.serial, "token": s.token, "expires_at": s.expires_at, "telemetry_key": s.ecdh.is_some() })
+            json!({ "serial": s.serial, "token": s.token, "expires_at": crate::vocab::rfc3339(s.expires_at), "telemetry_key": s.ecdh.is_some() })
         );
     } else {
-        println!(
+        outln!(
             "authenticated as {} (session until {}, telemetry key {})",
             s.serial,
-            s.expires_at,
+            crate::vocab::local(s.expires_at),
             if s.ecdh.is_some() {
                 "established"
             } else {
@@ -47,23 +62,27 @@ where
 }
 
 /// Login, then install a newer release if there is one.
-pub(super) fn update<I>(d: Device<I>, cloud: &str, dir: &Path) -> Result<()>
+pub(super) fn update<I>(d: Device<I>, cloud: &str, dir: &Path, trust: &Trust) -> Result<()>
 where
     I: I2c,
     I::Error: Send + Sync + 'static,
 {
-    let (mut a, json) = agent(d, cloud)?;
-    a.login()?;
-    let outcome = a.update_firmware(dir)?;
+    let (mut a, json) = agent(d, cloud, trust)?;
+    a.login().map_err(hint)?;
+    // No release published at all is "nothing to update" too, not a failure.
+    let outcome = match a.update_firmware(dir) {
+        Err(AgentError::Refused { status: 404, .. }) => None,
+        r => r.map_err(hint)?,
+    };
     let (status, version) = match outcome {
         None => ("up to date", None),
         Some(Ok(v)) => ("installed", Some(v)),
         Some(Err(r)) => bail!("release refused: {}", r.code()),
     };
     if json {
-        println!("{}", json!({ "status": status, "version": version }));
+        outln!("{}", json!({ "status": status, "version": version }));
     } else {
-        println!(
+        outln!(
             "{status}{}",
             version
                 .map(|v| format!(": version {v}"))
@@ -80,13 +99,13 @@ where
     I::Error: Send + Sync + 'static,
 {
     // The cloud is not contacted at boot.
-    let (mut a, json) = agent(d, "http://unused.invalid")?;
+    let (mut a, json) = agent(d, "http://unused.invalid", &Trust::default())?;
     match a.boot(dir)? {
         Ok(v) => {
             if json {
-                println!("{}", json!({ "boot": true, "version": v }));
+                outln!("{}", json!({ "boot": true, "version": v }));
             } else {
-                println!("firmware version {v} verified by the secure element: boot");
+                outln!("firmware version {v} verified by the secure element: boot");
             }
             Ok(())
         }

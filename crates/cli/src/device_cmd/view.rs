@@ -133,30 +133,7 @@ pub fn certificate_summary(der: &[u8]) -> Result<Value> {
     }))
 }
 
-/// A 3-bit zone access condition's name (protocol.md §4).
-fn ac_name(ac: u8) -> &'static str {
-    match ac {
-        0 => "always",
-        1 => "host",
-        2 => "admin-auth",
-        3 => "admin-mac",
-        _ => "never",
-    }
-}
-
-/// The usages a key's mode of operation allows (protocol.md §5).
-fn usages(mode: u16) -> Vec<&'static str> {
-    [
-        (0x0004, "sign-digest"),
-        (0x0008, "sign-internal"),
-        (0x0001, "key-establishment"),
-        (0x8000, "regenerable"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| mode & bit != 0)
-    .map(|(_, name)| name)
-    .collect()
-}
+use crate::vocab::{ac_name, usages};
 
 /// Everything `device info` reports.
 pub struct Info<'a> {
@@ -180,32 +157,21 @@ impl Info<'_> {
             .zones
             .iter()
             .map(|z| {
-                let (read, update) = ((z.ac >> 4) & 7, z.ac & 7);
-                json!({
-                    "index": z.index,
-                    "type": if z.counter.is_some() { "counter" } else { "plain" },
-                    "size": z.data_len,
-                    "read_ac": read,
-                    "read_ac_name": ac_name(read),
-                    "read_ac_changeable": z.ac & 0x80 != 0,
-                    "update_ac": update,
-                    "update_ac_name": ac_name(update),
-                    "update_ac_changeable": z.ac & 0x08 != 0,
-                    "counter": z.counter,
-                })
+                crate::vocab::zone(
+                    usize::from(z.index),
+                    z.counter,
+                    usize::from(z.data_len),
+                    ((z.ac >> 4) & 7, z.ac & 0x80 != 0),
+                    (z.ac & 7, z.ac & 0x08 != 0),
+                )
             })
             .collect();
         let keys: Vec<Value> = self
             .slots
             .iter()
             .map(|k| {
-                json!({
-                    "slot": k.slot,
-                    "present": k.present,
-                    "curve": k.curve.map(|c| format!("{c:?}")),
-                    "mode": k.mode,
-                    "usage": usages(k.mode),
-                })
+                let curve = k.curve.filter(|_| k.present).map(|c| format!("{c:?}"));
+                crate::vocab::key_slot(k.slot, curve, k.mode, None, None)
             })
             .collect();
         json!({
@@ -311,8 +277,8 @@ impl Info<'_> {
                 let _ = writeln!(
                     s,
                     "               valid   {} .. {}",
-                    f("not_before"),
-                    f("not_after")
+                    crate::vocab::local_of(&c["not_before"]),
+                    crate::vocab::local_of(&c["not_after"])
                 );
                 let _ = write!(
                     s,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sesame_agent::AgentError;
@@ -97,16 +97,20 @@ fn micros(t: Instant) -> u32 {
 /// One worker: owns `devices` and goes round-robin over them until `deadline` (or `stop`).
 /// With `telemetry`, a device logs in once (again if its session expires or is refused) and
 /// then sends small JSON readings; without, every turn is a fresh login.
-pub fn work(mut devices: Vec<Device>, deadline: Instant, telemetry: bool, c: &Counters) -> Outcome {
+pub fn work(
+    mut devices: Vec<Device>,
+    deadline: Instant,
+    telemetry: bool,
+    c: &Counters,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Outcome {
     let mut out = Outcome::default();
     if devices.is_empty() {
         return out;
     }
     // One connection pool per worker: the worker is sequential, so one socket serves all its
     // devices (thousands of idle sockets would exhaust file descriptors on both sides).
-    let http = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
+    let http = crate::client::agent_with(tls.clone(), Duration::from_secs(30));
     for d in &mut devices {
         d.set_http(http.clone());
     }
@@ -189,6 +193,7 @@ pub fn run_workers(
     duration: Duration,
     telemetry: bool,
     counters: &Counters,
+    tls: &Arc<rustls::ClientConfig>,
     tick: &mut dyn FnMut(f64),
 ) -> (Outcome, f64) {
     let workers = workers.clamp(1, devices.len().max(1));
@@ -205,7 +210,7 @@ pub fn run_workers(
         for g in groups {
             let (merged, remaining) = (&merged, &remaining);
             s.spawn(move || {
-                let o = work(g, deadline, telemetry, counters);
+                let o = work(g, deadline, telemetry, counters, tls);
                 let end = started.elapsed();
                 if let Ok(mut m) = merged.lock() {
                     m.0 = std::mem::take(&mut m.0).merge(o);

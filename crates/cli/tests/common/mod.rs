@@ -40,3 +40,104 @@ pub fn fails(o: Output, msg: &str) -> Output {
     assert!(text(&o).contains(msg), "expected '{msg}' in: {}", text(&o));
     o
 }
+
+/// Asserts exit code 2 (a usage error) with `msg` in the output.
+pub fn usage_error(o: Output, msg: &str) -> Output {
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains(msg), "expected '{msg}' in: {}", text(&o));
+    o
+}
+
+/// Operator token of the test clouds.
+pub const TOKEN: &str = "cli-cloud-test-admin-token";
+
+/// `sesame ARGS` in `dir` with the operator token.
+pub fn operator(args: &[&str], dir: &Path) -> Output {
+    command(dir)
+        .args(args)
+        .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap()
+}
+
+/// `sesame cloud serve` on a free loopback port, killed when dropped (also when a test fails).
+pub struct Server {
+    child: std::process::Child,
+    /// Its base URL, from its startup line.
+    pub url: String,
+    /// Its startup line.
+    pub banner: String,
+}
+
+impl Server {
+    /// Plain HTTP on SQLite in `dir`, with the command key if given.
+    pub fn start(dir: &Path, command_key: Option<&Path>) -> Self {
+        let mut args = vec!["--db".to_string(), "sqlite://cloud.db".to_string()];
+        if let Some(k) = command_key {
+            // The factory's keys: the command key and, beside it, the firmware public key.
+            args.extend(["--command-key".to_string(), k.display().to_string()]);
+            args.extend([
+                "--firmware-key".to_string(),
+                k.with_file_name("firmware.pub.pem").display().to_string(),
+            ]);
+        }
+        Self::start_with(dir, &args)
+    }
+
+    /// `sesame cloud serve --listen 127.0.0.1:0 ARGS`; waits for its startup line.
+    pub fn start_with(dir: &Path, args: &[String]) -> Self {
+        use std::io::BufRead;
+        let mut child = command(dir)
+            .args(["cloud", "serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("SESAME_CLOUD_ADMIN_TOKEN", TOKEN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads stderr to its end so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.starts_with("sesame cloud on ") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        // Up to 60 s: a loaded CI machine may be slow to start it.
+        let banner = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("cloud did not come up: {:?}", child.wait_with_output());
+            }
+        };
+        let url = banner
+            .strip_prefix("sesame cloud on ")
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        Self { child, url, banner }
+    }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the server to exit by itself (e.g. after SIGTERM).
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
