@@ -423,7 +423,9 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
                 "/v1/admin/revoke",
                 Some(json!({ "serial": serial, "fingerprint": fingerprint, "family": family })),
             )?;
-            op.print(&v, |v| outln!("revoked {}", v["revoked"]))
+            op.print(&v, |v| {
+                outln!("revoked {}", v["revoked"].as_str().unwrap_or("?"))
+            })
         }
         CloudCommand::PublishFirmware {
             op,

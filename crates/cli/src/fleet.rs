@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Worker threads (each owns a slice of the devices).
     #[arg(long, default_value_t = 64)]
     workers: usize,
+    /// With --cloud: leave the run's family enrolled at the end (by default it is revoked, so
+    /// that nothing the run enrolled can log in afterwards; its CA keys lived only in this run).
+    #[arg(long, requires = "cloud")]
+    keep: bool,
     #[command(flatten)]
     trust: crate::client::Trust,
 }
@@ -210,6 +214,26 @@ fn fleet_run(a: RunArgs) -> Result<()> {
             outln!("  {n:>8}  {kind}");
         }
         outln!("peak memory:        {rss:.0} MB");
+    }
+    if a.cloud.is_some() && !a.keep {
+        crate::client::call(
+            &http,
+            &url,
+            Some(&token),
+            "POST",
+            "/v1/admin/revoke",
+            Some(serde_json::json!({ "family": pki.family_name })),
+        )
+        .map_err(|e| {
+            e.context(format!(
+                "cleaning up: revoking the run's family {}",
+                pki.family_name
+            ))
+        })?;
+        eprintln!(
+            "cleaned up: the run's family {} is revoked on {url} (--keep leaves it enrolled)",
+            pki.family_name
+        );
     }
     if interrupted.load(Ordering::Relaxed) {
         eprintln!("interrupted: the summary above covers the run until then");

@@ -33,7 +33,7 @@ use sesame_chip::{CurveName, Faults};
 #[derive(Parser, Debug)]
 #[command(
     name = "sesame",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SESAME_COMMIT"), ")"),
     about = "Authenticate connected devices with a secure element"
 )]
 struct Cli {
@@ -65,6 +65,17 @@ enum Command {
     /// Simulate a fleet of in-process devices against a cloud.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
+    /// Print a shell completion script, e.g. `sesame completions bash > /etc/bash_completion.d/sesame`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (sesame.1 and one per subcommand) into a directory.
+    Man {
+        /// Directory to write into (created if absent).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +266,25 @@ enum ChipCommand {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo => demo::run(),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Into memory first: clap_complete panics on a write error such as a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sesame", &mut script);
+            outln!("{}", String::from_utf8_lossy(&script).trim_end());
+            Ok(())
+        }
+        Command::Man { out } => {
+            use anyhow::Context;
+            use clap::CommandFactory;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            clap_mangen::generate_to(Cli::command(), &out)
+                .with_context(|| format!("cannot write man pages into {}", out.display()))?;
+            let n = std::fs::read_dir(&out)?.count();
+            outln!("{n} man pages in {}", out.display());
+            Ok(())
+        }
         Command::Factory(FactoryCommand::Init { dir, family, curve }) => {
             factory::init(&dir, &family, alg(curve))?;
             outln!(

@@ -133,6 +133,8 @@ pub fn admin(
 pub struct Pki {
     pub root: Authority,
     pub family: Authority,
+    /// The family's name (its CA's CN), unique per run.
+    pub family_name: String,
     firmware_point: Vec<u8>,
 }
 
@@ -140,16 +142,14 @@ impl Pki {
     pub fn new() -> Result<Self> {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         let root = Authority::new_root(ORG, "sesame fleet root", KeyAlg::P256)?;
-        let family = root.new_family(
-            ORG,
-            &format!("fleet-{:08x}", OsRng.next_u32()),
-            KeyAlg::P256,
-        )?;
+        let family_name = format!("fleet-{:08x}", OsRng.next_u32());
+        let family = root.new_family(ORG, &family_name, KeyAlg::P256)?;
         let fw = p256::SecretKey::random(&mut OsRng);
         let firmware_point = fw.public_key().to_encoded_point(false).as_bytes().to_vec();
         Ok(Self {
             root,
             family,
+            family_name,
             firmware_point,
         })
     }

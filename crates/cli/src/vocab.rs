@@ -34,6 +34,8 @@ pub fn local(unix: i64) -> String {
 pub fn local_of(v: &Value) -> String {
     match v {
         Value::Number(n) => n.as_i64().map_or_else(|| n.to_string(), local),
+        // RFC 5280's "no well-defined expiration" is past what a time zone can show.
+        Value::String(s) if s.starts_with("9999-12-31") => "no expiry".into(),
         Value::String(s) => s
             .parse::<Timestamp>()
             .map_or_else(|_| s.clone(), |t| local(t.as_second())),

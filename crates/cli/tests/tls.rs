@@ -165,6 +165,29 @@ fn every_client_trusts_a_private_ca_when_told() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["error_total"], 0, "{v}");
     assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+    // It cleaned up: its family is revoked (no --keep).
+    assert!(
+        text(&o).contains("cleaned up: the run's family fleet-"),
+        "{}",
+        text(&o)
+    );
+    let o = operator(
+        &[
+            "cloud",
+            "audit",
+            "--url",
+            url,
+            "--cacert",
+            "f/root.pem",
+            "--json",
+        ],
+        d,
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let revoked = v["events"].as_array().unwrap().iter().any(|e| {
+        e["event"] == "revoke_family" && e["serial"].as_str().unwrap().starts_with("fleet-")
+    });
+    assert!(revoked, "{v}");
 }
 
 /// `cloud serve ARGS` that must fail before listening, with `msg` in what it says.
