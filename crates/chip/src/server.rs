@@ -151,6 +151,36 @@ impl Listener {
         }
     }
 
+    /// On SIGINT or SIGTERM, from a thread of its own: waits for the commands in progress to
+    /// finish (so every image holds a whole state), removes the Unix socket, and exits the
+    /// process with status 0. Call before [`Listener::serve_with`].
+    pub fn exit_on_signals(&self, bus: &Bus, log: Log) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let path = self.unix_path().map(std::path::Path::to_path_buf);
+        let bus = bus.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let Some(sig) = signals.forever().next() else {
+                    return;
+                };
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                let chips = bus.all_chips();
+                // Held until exit: no command starts after this, none is cut halfway.
+                let _held: Vec<_> = chips
+                    .iter()
+                    .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()))
+                    .collect();
+                if let Some(p) = &path {
+                    let _ = std::fs::remove_file(p);
+                }
+                log(&format!("{name}: stopped, socket removed"));
+                std::process::exit(0);
+            })?;
+        Ok(())
+    }
+
     /// Serves clients forever with the default [`ServeOptions`].
     pub fn serve(&self, bus: &Bus) -> io::Result<()> {
         self.serve_with(bus, &ServeOptions::default())

@@ -239,6 +239,7 @@ pub fn serve(
         idle_timeout: limits.idle_timeout,
         ..ServeOptions::default()
     };
+    listener.exit_on_signals(&bus, options.log.clone())?;
     listener.serve_with(&bus, &options)?;
     Ok(())
 }
