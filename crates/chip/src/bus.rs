@@ -12,6 +12,7 @@ use embedded_hal::i2c::{
 
 use crate::chip::{Chip, Nack};
 use crate::faults::{FaultState, FaultStats, Faults, WriteFault};
+use crate::lease::{ClientId, DEFAULT_LEASE_BASE, LOCAL_CLIENT};
 
 /// Where the bus gets `now` from.
 pub trait Clock: Send + Sync {
@@ -91,6 +92,8 @@ struct Inner {
     chips: Mutex<Vec<SharedChip>>,
     clock: Arc<dyn Clock>,
     faults: Mutex<Option<FaultState>>,
+    lease_base: Mutex<Duration>,
+    next_client: AtomicU64,
 }
 
 /// An I2C bus with chips on it. Cloning gives another handle to the same bus.
@@ -124,6 +127,10 @@ impl Bus {
                 chips: Mutex::new(Vec::new()),
                 clock,
                 faults: Mutex::new(None),
+                lease_base: Mutex::new(DEFAULT_LEASE_BASE),
+                // Ids handed out by the bus have the top bit set, apart from identities that
+                // clients choose themselves (protocol.md §10.2).
+                next_client: AtomicU64::new(1 << 63),
             }),
         }
     }
@@ -146,9 +153,39 @@ impl Bus {
         self.inner.chips.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A fresh client id: each client that shares a chip needs its own (protocol.md §10.2).
+    pub fn new_client(&self) -> ClientId {
+        self.inner.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sets how long a client's answer is held for it, on every chip now and later attached:
+    /// this base plus [`LEASE_FACTOR`](crate::LEASE_FACTOR) times the command's processing time.
+    pub fn set_lease_base(&self, base: Duration) {
+        *self
+            .inner
+            .lease_base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = base;
+        for chip in self.chips().iter() {
+            lock(chip).set_lease_base(base);
+        }
+    }
+
+    /// Every chip on the bus.
+    pub fn all_chips(&self) -> Vec<SharedChip> {
+        self.chips().clone()
+    }
+
     /// Attaches a chip; fails, handing the chip back, if another chip already answers at its
     /// address.
-    pub fn attach(&self, chip: Chip) -> Result<SharedChip, Box<Chip>> {
+    pub fn attach(&self, mut chip: Chip) -> Result<SharedChip, Box<Chip>> {
+        chip.set_lease_base(
+            *self
+                .inner
+                .lease_base
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         let mut chips = self.chips();
         let addr = chip.address();
         if chips.iter().any(|c| lock(c).address() == addr) {
@@ -171,8 +208,18 @@ impl Bus {
             .cloned()
     }
 
-    /// One write transaction.
+    /// One write transaction from the local client ([`LOCAL_CLIENT`]).
     pub fn write(&self, address: u8, bytes: &[u8]) -> Result<(), BusError> {
+        self.write_as(LOCAL_CLIENT, address, bytes)
+    }
+
+    /// One read transaction from the local client ([`LOCAL_CLIENT`]).
+    pub fn read(&self, address: u8, buf: &mut [u8]) -> Result<(), BusError> {
+        self.read_as(LOCAL_CLIENT, address, buf)
+    }
+
+    /// One write transaction from `client`.
+    pub fn write_as(&self, client: ClientId, address: u8, bytes: &[u8]) -> Result<(), BusError> {
         let chip = self.chip(address).ok_or(BusError::NoDevice)?;
         let now = self.inner.clock.now();
         let fault = self
@@ -180,6 +227,10 @@ impl Bus {
             .as_mut()
             .map_or(WriteFault::None, FaultState::on_write);
         let mut chip = lock(&chip);
+        // A client holding another's answer makes the chip busy before any fault is drawn.
+        if fault != WriteFault::Nack && fault != WriteFault::CutBefore {
+            chip.check_write(client, now).map_err(BusError::Nack)?;
+        }
         match fault {
             WriteFault::Nack => Err(BusError::Nack(Nack::Busy)),
             WriteFault::CutBefore => {
@@ -187,28 +238,30 @@ impl Bus {
                 Err(BusError::Nack(Nack::Asleep))
             }
             WriteFault::CutAfter => {
-                let r = chip.write(bytes, now);
+                let r = chip.write_as(client, bytes, now);
                 chip.power_cycle();
                 r.map_err(BusError::Nack)
             }
             WriteFault::Drop => {
-                let r = chip.write(bytes, now);
+                let r = chip.write_as(client, bytes, now);
                 chip.drop_response();
                 r.map_err(BusError::Nack)
             }
-            WriteFault::None => chip.write(bytes, now).map_err(BusError::Nack),
+            WriteFault::None => chip.write_as(client, bytes, now).map_err(BusError::Nack),
         }
     }
 
-    /// One read transaction.
-    pub fn read(&self, address: u8, buf: &mut [u8]) -> Result<(), BusError> {
+    /// One read transaction from `client`.
+    pub fn read_as(&self, client: ClientId, address: u8, buf: &mut [u8]) -> Result<(), BusError> {
         let chip = self.find(address, true).ok_or(BusError::NoDevice)?;
         let now = self.inner.clock.now();
         let mut faults = self.faults();
         if faults.as_mut().is_some_and(FaultState::on_read) {
             return Err(BusError::Nack(Nack::Busy));
         }
-        lock(&chip).read(buf, now).map_err(BusError::Nack)?;
+        lock(&chip)
+            .read_as(client, buf, now)
+            .map_err(BusError::Nack)?;
         if let Some(f) = faults.as_mut() {
             f.corrupt(buf);
         }
@@ -223,8 +276,12 @@ impl Bus {
     }
 
     /// An `embedded_hal::i2c::I2c` device on this bus.
+    /// Each device is its own bus client (clones share its id).
     pub fn device(&self) -> BusDevice {
-        BusDevice { bus: self.clone() }
+        BusDevice {
+            bus: self.clone(),
+            client: self.new_client(),
+        }
     }
 }
 
@@ -232,6 +289,7 @@ impl Bus {
 #[derive(Clone, Debug)]
 pub struct BusDevice {
     bus: Bus,
+    client: ClientId,
 }
 
 impl ErrorType for BusDevice {
@@ -246,8 +304,8 @@ impl I2c<SevenBitAddress> for BusDevice {
     ) -> Result<(), Self::Error> {
         for op in operations {
             match op {
-                Operation::Write(bytes) => self.bus.write(address, bytes)?,
-                Operation::Read(buf) => self.bus.read(address, buf)?,
+                Operation::Write(bytes) => self.bus.write_as(self.client, address, bytes)?,
+                Operation::Read(buf) => self.bus.read_as(self.client, address, buf)?,
             }
         }
         Ok(())

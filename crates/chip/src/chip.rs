@@ -10,6 +10,7 @@ use sesame_wire::{CommandCode, LifeCycle};
 use crate::engine::{Engine, Volatile};
 use crate::image::{self, ImageError};
 use crate::inspect::Inspection;
+use crate::lease::{ClientId, Lease, LOCAL_CLIENT};
 use crate::rng::ChipRng;
 use crate::state::Nvm;
 use crate::timing::processing_time;
@@ -60,6 +61,7 @@ pub struct Chip {
     /// After a Reset moved the chip to a new address, its answer is still read at the old one
     /// (the host reads where it wrote), until the next write.
     answer_address: Option<u8>,
+    lease: Lease,
 }
 
 impl core::fmt::Debug for Chip {
@@ -104,6 +106,7 @@ impl Chip {
             sleep: Sleep::Awake,
             address,
             answer_address: None,
+            lease: Lease::default(),
         }
     }
 
@@ -184,8 +187,16 @@ impl Chip {
         address == self.address || (read && self.answer_address == Some(address))
     }
 
-    /// One I2C write transaction carrying a command frame, at time `now`.
+    /// One I2C write transaction carrying a command frame, at time `now`, from the local client
+    /// ([`LOCAL_CLIENT`]).
     pub fn write(&mut self, frame: &[u8], now: Duration) -> Result<(), Nack> {
+        self.write_as(LOCAL_CLIENT, frame, now)
+    }
+
+    /// One I2C write transaction from bus client `client`. While another client's answer is
+    /// leased to it (protocol.md §10.2) the write is NACKed as busy.
+    pub fn write_as(&mut self, client: ClientId, frame: &[u8], now: Duration) -> Result<(), Nack> {
+        self.lease.check_write(client, now)?;
         self.answer_address = None;
         match self.sleep {
             Sleep::Hibernating(1) => {
@@ -204,12 +215,21 @@ impl Chip {
         if self.options.realistic_timing {
             self.busy_until = now + processing_time(code);
         }
+        self.lease.granted(client, code, now);
         Ok(())
     }
 
-    /// One I2C read transaction: fills `buf` from byte 0 of the pending response (bytes past
-    /// its end read as 0xFF, as an idle bus does). Re-reads return the same bytes.
+    /// One I2C read transaction from the local client ([`LOCAL_CLIENT`]): fills `buf` from
+    /// byte 0 of the pending response (bytes past its end read as 0xFF, as an idle bus does).
+    /// Re-reads return the same bytes.
     pub fn read(&mut self, buf: &mut [u8], now: Duration) -> Result<(), Nack> {
+        self.read_as(LOCAL_CLIENT, buf, now)
+    }
+
+    /// One I2C read transaction from bus client `client`: only the client whose command produced
+    /// the pending answer reads it (protocol.md §10.2); others are NACKed.
+    pub fn read_as(&mut self, client: ClientId, buf: &mut [u8], now: Duration) -> Result<(), Nack> {
+        self.lease.check_read(client, now)?;
         if let Sleep::Hibernating(_) = self.sleep {
             // The hibernate answer stays readable until the next write.
             if self.pending.is_empty() {
@@ -225,7 +245,24 @@ impl Chip {
         let n = buf.len().min(self.pending.len());
         buf[..n].copy_from_slice(&self.pending[..n]);
         buf[n..].fill(0xFF);
+        self.lease.was_read(buf.len(), self.pending.len());
         Ok(())
+    }
+
+    /// Would a write from `client` be refused because another client's answer is leased?
+    pub(crate) fn check_write(&self, client: ClientId, now: Duration) -> Result<(), Nack> {
+        self.lease.check_write(client, now)
+    }
+
+    /// How long a client's answer is held for it beyond [`LEASE_FACTOR`](crate::LEASE_FACTOR)
+    /// times the command's processing time (protocol.md §10.2).
+    pub fn set_lease_base(&mut self, base: Duration) {
+        self.lease.set_base(base);
+    }
+
+    /// The lease base in force.
+    pub fn lease_base(&self) -> Duration {
+        self.lease.base()
     }
 
     /// Loses the pending response (fault injection: the answer never reaches the host).
@@ -237,6 +274,7 @@ impl Chip {
         self.sleep = Sleep::Awake;
         self.vol = Volatile::default();
         self.pending.clear();
+        self.lease.clear();
     }
 
     /// Power cycle: volatile state (ephemeral key, verified password, pending response) is lost,

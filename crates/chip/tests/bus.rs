@@ -169,13 +169,15 @@ fn several_chips_each_answer_only_at_their_address() {
     for addr in [0x20, 0x21, 0x35] {
         bus.attach(chip_at(addr, false)).unwrap();
     }
-    // Commands to all three first, then the answers: each chip keeps its own response.
+    // Commands to all three first, then the answers: each chip keeps its own response. One
+    // device is one bus client (clones share it): the answers are its own.
+    let client = bus.device();
     for addr in [0x20, 0x21, 0x35] {
-        let mut h = host(bus.device(), addr);
+        let mut h = host(client.clone(), addr);
         h.send(&Request::Echo(&[addr; 9])).unwrap();
     }
     for addr in [0x35, 0x20, 0x21] {
-        let mut h = host(bus.device(), addr);
+        let mut h = host(client.clone(), addr);
         let rsp = h.receive().unwrap();
         assert_eq!(ResponseFrame::decode(&rsp, false).unwrap().data, [addr; 9]);
         assert_eq!(serial_of(&mut h), [0x0B, 0, 0, 0, 0, 0, 0, 0, addr]);

@@ -149,6 +149,11 @@ fn speak_protocol<S: Read + Write>(stream: S, clock: &SimClock) {
     assert_eq!(c.write(0x20, &common::frame(&Request::Echo(&[9]))), 0x00);
     assert_eq!(c.fetch(0x20)[..4], [0x00, 0x00, 0x03, 0x09]);
 
+    // 'I' names the client (8 bytes): ACKed with a single 00; a wrong length is garbage.
+    c.0.write_all(&[b'I', 0x00, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8])
+        .unwrap();
+    assert_eq!(c.ack(), 0x00);
+
     // An unknown op closes the connection: EOF, and nothing was left unread before it.
     c.0.write_all(&[b'X', 0x20, 0x00, 0x00]).unwrap();
     let mut rest = Vec::new();
@@ -183,7 +188,7 @@ const THREADS: u8 = 8;
 const ROUNDS: u16 = 200;
 const PAYLOAD: usize = 24;
 
-/// The Echo payload of (chip, thread, round): fixed length, distinct content.
+/// The Echo payload of (chip, thread, round): distinct content.
 fn payload(chip: u8, thread: u8, round: u16) -> Vec<u8> {
     let r = round.to_be_bytes();
     let mut p = vec![chip, thread, r[0], r[1]];
@@ -191,16 +196,11 @@ fn payload(chip: u8, thread: u8, round: u16) -> Vec<u8> {
     p
 }
 
-/// 8 clients, 200 Echo write+read pairs each, 4 clients per chip.
-///
-/// The protocol has no lock across transactions, so between a client's write and its reads
-/// another client of the same chip may write: the client then reads *that* response. What
-/// must hold is that each read is atomic and served from byte 0 of one chip's response. All
-/// payloads have the same length, so read #1's LEN also fits the response read #2 sees;
-/// every fetched frame must therefore be a well-formed, CRC-valid Echo answer of *some*
-/// client of the *same* chip (never a torn frame, never another chip's data).
+/// 8 clients, 200 Echo write+read pairs each, 4 clients per chip, payloads of varying lengths:
+/// each client reads exactly its own answer (protocol.md §10.2), never another client's, never
+/// one spliced from two.
 #[test]
-fn many_clients_at_once_get_well_formed_frames_of_their_own_chip() {
+fn many_clients_at_once_each_read_their_own_answers() {
     let bus = Bus::new();
     bus.attach(chip_at(0x20, false)).unwrap();
     bus.attach(chip_at(0x21, false)).unwrap();
@@ -211,31 +211,96 @@ fn many_clients_at_once_get_well_formed_frames_of_their_own_chip() {
             std::thread::spawn(move || {
                 let chip = 0x20 + t % 2;
                 let mut c = Client(tcp(&addr));
-                let mut own = 0u32;
+                let mut busy = 0u32;
                 for round in 0..ROUNDS {
-                    let p = payload(chip, t, round);
-                    assert_eq!(c.write(chip, &common::frame(&Request::Echo(&p))), 0x00);
-                    // Read #2 may see a newer response than read #1 (see above).
-                    let (_, rsp) = c.fetch_reads(chip);
+                    let mut p = payload(chip, t, round);
+                    p.truncate(4 + usize::from(round % 20));
+                    let frame = common::frame(&Request::Echo(&p));
+                    // Another client's answer is pending: its write is NACKed until taken.
+                    loop {
+                        match c.write(chip, &frame) {
+                            0x00 => break,
+                            0x01 => busy += 1,
+                            other => panic!("ack {other:02X}"),
+                        }
+                    }
+                    let (head, rsp) = c.fetch_reads(chip);
+                    assert_eq!(rsp[..5], head, "both reads of one answer");
                     let r = ResponseFrame::decode(&rsp, false).unwrap();
-                    assert_eq!(r.status(), Status::OK);
-                    let d = r.data;
-                    let (thread, rnd) = (d[1], u16::from_be_bytes([d[2], d[3]]));
-                    assert_eq!(d[0], chip, "another chip's response");
-                    assert!(thread < THREADS && thread % 2 == t % 2 && rnd < ROUNDS);
-                    assert_eq!(d, payload(chip, thread, rnd));
-                    own += u32::from(d == p);
+                    assert_eq!(r.data, p, "another client's answer");
                 }
-                own
+                busy
             })
         })
         .collect();
-    let own: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    // Informational: how often a client read its own answer despite the interleaving.
-    eprintln!(
-        "{own} of {} fetches read the client's own answer",
-        u32::from(THREADS) * u32::from(ROUNDS)
-    );
+    let busy: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    eprintln!("{busy} writes NACKed while another client's answer was pending");
+}
+
+/// The lease on simulated time: a client's answer is its own; another client's write is NACKed
+/// until the owner has read all of it or the lease has run out, and a client never reads an
+/// answer that is not its own.
+#[test]
+fn an_answer_is_leased_to_the_client_that_asked() {
+    let clock = SimClock::default();
+    let bus = Bus::with_clock(Arc::new(clock.clone()));
+    bus.attach(chip_at(0x20, false)).unwrap();
+    let (a, b) = (bus.new_client(), bus.new_client());
+    let echo = |x: u8| common::frame(&Request::Echo(&[x]));
+    let mut buf = [0u8; 6];
+
+    // A asks; B can neither read A's answer nor replace it.
+    bus.write_as(a, 0x20, &echo(1)).unwrap();
+    assert!(bus.read_as(b, 0x20, &mut buf[..5]).is_err());
+    assert!(bus.write_as(b, 0x20, &echo(2)).is_err());
+    // A reads part of it: still A's. Once A has read all of it, B may write.
+    bus.read_as(a, 0x20, &mut buf[..5]).unwrap();
+    assert!(bus.write_as(b, 0x20, &echo(2)).is_err());
+    bus.read_as(a, 0x20, &mut buf).unwrap();
+    assert_eq!(buf[3], 1);
+    bus.write_as(b, 0x20, &echo(2)).unwrap();
+    // B's answer is B's: A is NACKed, B reads it.
+    assert!(bus.read_as(a, 0x20, &mut buf).is_err());
+    bus.read_as(b, 0x20, &mut buf).unwrap();
+    assert_eq!(buf[3], 2);
+
+    // A asks and never reads: B is NACKed for the lease, then its command runs, and A's late
+    // read is NACKed rather than given B's answer.
+    bus.write_as(a, 0x20, &echo(3)).unwrap();
+    let lease = sesame_chip::DEFAULT_LEASE_BASE;
+    clock.advance(lease - Duration::from_millis(1));
+    assert!(bus.write_as(b, 0x20, &echo(4)).is_err());
+    clock.advance(Duration::from_millis(1));
+    bus.write_as(b, 0x20, &echo(4)).unwrap();
+    assert!(bus.read_as(a, 0x20, &mut buf).is_err());
+    bus.read_as(b, 0x20, &mut buf).unwrap();
+    assert_eq!(buf[3], 4);
+
+    // A power cycle ends every lease.
+    bus.write_as(a, 0x20, &echo(5)).unwrap();
+    bus.power_cycle(0x20).unwrap();
+    bus.write_as(b, 0x20, &echo(6)).unwrap();
+}
+
+/// A slow command's lease lasts a few of its processing times (protocol.md §10.2).
+#[test]
+fn a_lease_lasts_a_few_command_times() {
+    let clock = SimClock::default();
+    let bus = Bus::with_clock(Arc::new(clock.clone()));
+    bus.attach(chip_at(0x21, true)).unwrap();
+    let (a, b) = (bus.new_client(), bus.new_client());
+    let sign = common::frame(&Request::GenerateSignature {
+        slot: 0,
+        digest: &[0x11; 32],
+    });
+    bus.write_as(a, 0x21, &sign).unwrap();
+    let lease = sesame_chip::DEFAULT_LEASE_BASE
+        + sesame_chip::processing_time(sesame_wire::CommandCode::GENERATE_SIGNATURE)
+            * sesame_chip::LEASE_FACTOR;
+    clock.advance(lease - Duration::from_millis(1));
+    assert!(bus.write_as(b, 0x21, &sign).is_err());
+    clock.advance(Duration::from_millis(1));
+    bus.write_as(b, 0x21, &sign).unwrap();
 }
 
 /// With one client per chip nothing can interleave: every answer is exactly the client's own.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rand_core::{OsRng, RngCore};
-use sesame_chip::server::Listener;
+use sesame_chip::server::{Listener, ServeOptions};
 use sesame_chip::{
     Bus, Chip, ChipConfig, ChipOptions, CurveName, Fab, Faults, FileStorage, Inspection, SealKey,
     Sealed,
@@ -180,11 +180,18 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
     Ok(())
 }
 
+/// The server's resource limits (protocol.md §10.1).
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: std::time::Duration,
+}
+
 pub fn serve(
     images: &[PathBuf],
     listen: &str,
     timing: bool,
     faults: Option<Faults>,
+    limits: Limits,
     key: &SealKey,
 ) -> Result<()> {
     if images.is_empty() {
@@ -211,8 +218,19 @@ pub fn serve(
     }
     bus.set_faults(faults);
     let listener = Listener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    eprintln!("virtual I2C bus on {}", listener.local_addr()?);
-    listener.serve(&bus)?;
+    eprintln!(
+        "virtual I2C bus on {} (at most {} connections, idle timeout {} s)",
+        listener.local_addr()?,
+        limits.max_connections,
+        limits.idle_timeout.as_secs()
+    );
+    let options = ServeOptions {
+        max_connections: limits.max_connections,
+        idle_timeout: limits.idle_timeout,
+        ..ServeOptions::default()
+    };
+    listener.exit_on_signals(&bus, options.log.clone())?;
+    listener.serve_with(&bus, &options)?;
     Ok(())
 }
 

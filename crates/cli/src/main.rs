@@ -258,6 +258,12 @@ enum ChipCommand {
         /// Inject bus faults, e.g. `seed=7,nack=0.05,burst=3,corrupt=0.01,drop=0.01,cut=0.001`.
         #[arg(long, value_parser = Faults::parse)]
         faults: Option<Faults>,
+        /// Most clients connected at once; more are closed at once.
+        #[arg(long, default_value_t = 256)]
+        max_connections: usize,
+        /// Close a connection that sends nothing for this many seconds.
+        #[arg(long, default_value_t = 300)]
+        idle_timeout: u64,
         #[command(flatten)]
         key: KeyArgs,
     },
@@ -385,10 +391,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             timing,
             faults,
+            max_connections,
+            idle_timeout,
             key,
         }) => {
             let key = chip_cmd::chip_key(key.key_file.as_deref())?;
-            chip_cmd::serve(&images, &listen, timing, faults, &key)
+            let limits = chip_cmd::Limits {
+                max_connections,
+                idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)),
+            };
+            chip_cmd::serve(&images, &listen, timing, faults, limits, &key)
         }
     }
 }

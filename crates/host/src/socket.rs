@@ -6,6 +6,10 @@
 //! response: ack(1) | data(len, only for an ACKed read)   ack: 00 ACK, 01 NACK, 02 no device
 //! ```
 //!
+//! Each `SocketBus` is one bus client: it names itself with a random identity on every
+//! connection ('I' op, protocol.md §10.2), so a chip's answer to its command is read by it and
+//! by no other client, also after a reconnection.
+//!
 //! Every transaction has a timeout. A connection found closed, or broken by an I/O error, is
 //! replaced by a new one: at once before a transaction when the server has hung up, and for
 //! the next transaction otherwise. A read broken halfway is retried once on a new connection
@@ -34,6 +38,7 @@ use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operatio
 const OP_WRITE: u8 = b'W';
 const OP_READ: u8 = b'R';
 const OP_POWER: u8 = b'P';
+const OP_IDENTITY: u8 = b'I';
 const ACK: u8 = 0x00;
 const NACK: u8 = 0x01;
 const NO_DEVICE: u8 = 0x02;
@@ -126,6 +131,7 @@ pub struct SocketBus {
     timeout: Duration,
     stream: Option<Stream>,
     reconnects: u64,
+    client: u64,
 }
 
 impl core::fmt::Debug for SocketBus {
@@ -135,6 +141,7 @@ impl core::fmt::Debug for SocketBus {
             .field("timeout", &self.timeout)
             .field("connected", &self.stream.is_some())
             .field("reconnects", &self.reconnects)
+            .field("client", &format_args!("{:016X}", self.client))
             .finish()
     }
 }
@@ -152,6 +159,7 @@ impl SocketBus {
             timeout,
             stream: None,
             reconnects: 0,
+            client: new_identity(),
         };
         bus.stream = Some(bus.open()?);
         Ok(bus)
@@ -195,6 +203,20 @@ impl SocketBus {
                 s.set_read_timeout(Some(self.timeout))?;
                 s.set_write_timeout(Some(self.timeout))?;
             }
+        }
+        let mut stream = stream;
+        let mut request = [OP_IDENTITY, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0];
+        request[4..].copy_from_slice(&self.client.to_be_bytes());
+        let io = stream.io();
+        io.write_all(&request)?;
+        io.flush()?;
+        let mut ack = [0u8; 1];
+        io.read_exact(&mut ack)?;
+        if ack[0] != ACK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the virtual bus refused this client's identity",
+            ));
         }
         Ok(stream)
     }
@@ -277,6 +299,22 @@ impl SocketBus {
     pub fn power_cycle(&mut self, address: u8) -> Result<(), SocketError> {
         self.transact(OP_POWER, address, &[], &mut [])
     }
+}
+
+/// A client identity no other client picks: hashed from the process, the time and a counter
+/// with the standard library's randomly keyed hasher.
+fn new_identity() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    // The top bit clear: the server's own connection ids have it set.
+    h.finish() >> 1
 }
 
 impl ErrorType for SocketBus {
