@@ -194,6 +194,8 @@ extern crate x509_cert_nostd as x509_cert;
 
 #[cfg(feature = "x509")]
 pub mod auth;
+#[cfg(feature = "std")]
+pub mod bus;
 mod commands;
 mod driver;
 mod error;
