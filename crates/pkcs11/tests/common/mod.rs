@@ -47,7 +47,8 @@ pub fn serve(curve: CurveName, slot1: bool, seed: u64) -> Served {
     let slot1 = slot1.then(|| fab.generate_key(1, curve).unwrap());
     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "sesame test family");
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "sesame test family");
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = p.self_signed(&ca_key).unwrap();
     let alg = match curve {
@@ -55,8 +56,10 @@ pub fn serve(curve: CurveName, slot1: bool, seed: u64) -> Served {
         CurveName::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
     };
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, format!("02000000000000200{seed}"));
+    p.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("02000000000000200{seed}"),
+    );
     let cert = p
         .signed_by(&Subject(slot0.to_sec1(), alg), &ca, &ca_key)
         .unwrap()
@@ -79,11 +82,32 @@ pub fn serve(curve: CurveName, slot1: bool, seed: u64) -> Served {
     }
 }
 
-/// `libsesame_pkcs11.so`, built by cargo beside the test binaries (target/<profile>/).
+/// `libsesame_pkcs11.so` beside the test binaries (target/<profile>/), built from the current
+/// sources. Cargo builds only the rlib for integration tests, so the module is built here
+/// when it is missing or older than the rlib the tests were linked with.
 pub fn module_path() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_module).clone()
+}
+
+fn build_module() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let deps = exe.parent().unwrap();
+    let profile_dir = deps.parent().unwrap();
     let lib = profile_dir.join("libsesame_pkcs11.so");
+    let rlib = profile_dir.join("libsesame_pkcs11.rlib");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = matches!((modified(&lib), modified(&rlib)), (Some(l), Some(r)) if l >= r);
+    if !fresh {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo.args(["build", "-p", "sesame-pkcs11", "--lib"]);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().unwrap();
+        assert!(status.success(), "cannot build the PKCS#11 module");
+    }
     assert!(lib.exists(), "{} not built", lib.display());
     lib
 }
