@@ -62,6 +62,13 @@ pub enum BusTargetError {
     BadAddress(String),
     /// Neither `host:port`, `unix:PATH` nor `/dev/i2c-N[:ADDR]`.
     Unrecognized(String),
+    /// The bus string and a separate address setting name different addresses.
+    AddressConflict {
+        /// In the bus string.
+        bus: u8,
+        /// Given separately.
+        given: u8,
+    },
 }
 
 impl fmt::Display for BusTargetError {
@@ -72,6 +79,10 @@ impl fmt::Display for BusTargetError {
             Self::BadAddress(a) => write!(
                 f,
                 "I2C address {a:?}: give a 7-bit address in 0x08..=0x77 (e.g. 0x20)"
+            ),
+            Self::AddressConflict { bus, given } => write!(
+                f,
+                "the bus names address 0x{bus:02X} and the address setting 0x{given:02X}: give one"
             ),
             Self::Unrecognized(s) => write!(
                 f,
@@ -159,13 +170,26 @@ impl BusTarget {
         }
     }
 
+    /// The chip's address: the one in the bus string or `given` (they must agree), else
+    /// [`DEFAULT_ADDRESS`].
+    pub fn resolve_address(&self, given: Option<u8>) -> Result<u8, BusTargetError> {
+        match (self.address(), given) {
+            (Some(bus), Some(given)) if bus != given => {
+                Err(BusTargetError::AddressConflict { bus, given })
+            }
+            (Some(a), _) | (None, Some(a)) => Ok(a),
+            (None, None) => Ok(DEFAULT_ADDRESS),
+        }
+    }
+
     /// Opens the bus. A socket server that does not answer, or an adapter that cannot be
     /// opened, is an error naming what was tried.
     pub fn open(&self) -> Result<AnyBus, OpenError> {
-        let fail = |e: io::Error| OpenError {
-            target: self.to_string(),
-            error: e,
+        let target = match self {
+            Self::Socket(s) => s.clone(),
+            Self::I2cDev { path, .. } => path.clone(),
         };
+        let fail = |e: io::Error| OpenError { target, error: e };
         match self {
             Self::Socket(s) => SocketBus::connect(s).map(AnyBus::Socket).map_err(fail),
             #[cfg(all(feature = "linux-i2c", target_os = "linux"))]
@@ -213,11 +237,8 @@ impl fmt::Display for OpenError {
     }
 }
 
-impl std::error::Error for OpenError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
+// The message already carries the I/O error: no `source`, so that chains print it once.
+impl std::error::Error for OpenError {}
 
 /// Any bus a [`BusTarget`] opens.
 #[non_exhaustive]

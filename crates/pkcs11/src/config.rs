@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
-use sesame_host::bus::{parse_address, BusTarget, BusTargetError, DEFAULT_ADDRESS};
+use sesame_host::bus::{parse_address, BusTarget, BusTargetError};
 
 /// The module's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,10 +30,8 @@ pub enum ConfigError {
     Missing,
     /// The config file could not be read or parsed.
     File(String),
-    /// A bus string or address was refused.
+    /// A bus string or address was refused (or the two name different addresses).
     Bus(BusTargetError),
-    /// The bus string and the address setting name different addresses.
-    AddressConflict,
 }
 
 impl fmt::Display for ConfigError {
@@ -44,9 +42,6 @@ impl fmt::Display for ConfigError {
             ),
             Self::File(e) => write!(f, "config file: {e}"),
             Self::Bus(e) => e.fmt(f),
-            Self::AddressConflict => {
-                f.write_str("the bus string and the address setting give different addresses")
-            }
         }
     }
 }
@@ -68,11 +63,7 @@ impl Config {
             .map(|a| parse_address(a.trim()))
             .transpose()
             .map_err(ConfigError::Bus)?;
-        let address = match (bus.address(), setting) {
-            (Some(a), Some(b)) if a != b => return Err(ConfigError::AddressConflict),
-            (Some(a), _) | (None, Some(a)) => a,
-            (None, None) => DEFAULT_ADDRESS,
-        };
+        let address = bus.resolve_address(setting).map_err(ConfigError::Bus)?;
         Ok(Self { bus, address })
     }
 

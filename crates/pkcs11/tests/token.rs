@@ -9,7 +9,7 @@ mod common;
 use cryptoki_sys::*;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sesame_chip::CurveName;
-use sesame_host::bus::BusTarget;
+use sesame_host::bus::{BusTarget, BusTargetError};
 use sesame_pkcs11::config::{Config, ConfigError};
 use sesame_pkcs11::token::{AttrReq, Module, Param, UNAVAILABLE};
 
@@ -354,7 +354,13 @@ fn settings_from_the_environment_and_a_file() {
         ("SESAME_PKCS11_BUS", "/dev/i2c-1:0x21"),
         ("SESAME_PKCS11_ADDRESS", "0x22"),
     ]));
-    assert_eq!(bad, Err(ConfigError::AddressConflict));
+    assert!(matches!(
+        bad,
+        Err(ConfigError::Bus(BusTargetError::AddressConflict {
+            bus: 0x21,
+            given: 0x22
+        }))
+    ));
     assert!(matches!(
         Config::new("/dev/sda", None),
         Err(ConfigError::Bus(_))
