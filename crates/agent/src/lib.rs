@@ -31,6 +31,22 @@ impl DelayNs for StdDelay {
     }
 }
 
+/// The chip on the bus `bus` names (`127.0.0.1:PORT`, `unix:PATH`, `/dev/i2c-N[:ADDR]`), at
+/// the address the string gives or `address` (default 0x20): what an agent on a Linux board
+/// passes to [`Agent::new`].
+pub fn open_chip(
+    bus: &str,
+    address: Option<u8>,
+) -> Result<Stsafe<sesame_host::bus::AnyBus, StdDelay>, AgentError> {
+    let target: sesame_host::bus::BusTarget =
+        bus.parse().map_err(|e| AgentError::Chip(format!("{e}")))?;
+    let address = target
+        .resolve_address(address)
+        .map_err(|e| AgentError::Chip(format!("{e}")))?;
+    let i2c = target.open().map_err(|e| AgentError::Chip(e.to_string()))?;
+    Ok(Stsafe::new(i2c, StdDelay, address))
+}
+
 /// Why an agent operation failed.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -11,9 +11,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use embedded_hal::i2c::I2c;
 use serde_json::{json, Value};
-use sesame_chip::{Bus, ChipOptions, DEFAULT_ADDRESS};
+use sesame_chip::{Bus, ChipOptions};
 use sesame_host::auth::{AuthError, AuthOptions};
-use sesame_host::socket::SocketBus;
+use sesame_host::bus::BusTarget;
 use sesame_host::{ProductInfo, Stsafe, ZoneAccess};
 
 use crate::chip_cmd;
@@ -36,9 +36,10 @@ pub struct DeviceArgs {
 
 #[derive(Args, Debug)]
 struct Target {
-    /// Virtual I2C bus of `sesame chip serve`: `127.0.0.1:PORT` or `unix:PATH`.
-    #[arg(long, global = true, value_name = "ADDR")]
-    bus: Option<String>,
+    /// Where the chip is: the virtual I2C bus of `sesame chip serve` (`127.0.0.1:PORT`,
+    /// `unix:PATH`), or a Linux I2C adapter (`/dev/i2c-N`, `/dev/i2c-N:ADDR`).
+    #[arg(long, global = true, value_name = "BUS", value_parser = parse_bus)]
+    bus: Option<BusTarget>,
     /// A chip image, opened in this process (needs the chip key).
     #[arg(long, global = true, value_name = "FILE")]
     image: Option<PathBuf>,
@@ -153,11 +154,9 @@ pub fn run(args: DeviceArgs) -> Result<()> {
             if key_file.is_some() {
                 bail!("--key-file goes with --image (a served chip is opened by `chip serve`)");
             }
-            let i2c = SocketBus::connect(&bus).with_context(|| {
-                format!("cannot connect to the virtual bus {bus} (is `sesame chip serve` running?)")
-            })?;
-            let address = address.unwrap_or(DEFAULT_ADDRESS);
-            Device::start(i2c, address, bus, host_keys, json)?.run(command)
+            let address = bus.resolve_address(address)?;
+            let i2c = bus.open()?;
+            Device::start(i2c, address, bus.to_string(), host_keys, json)?.run(command)
         }
         (None, Some(image)) => {
             let key = chip_cmd::chip_key(key_file.as_deref())?;
@@ -175,6 +174,11 @@ pub fn run(args: DeviceArgs) -> Result<()> {
             bail!("where is the chip? pass --bus ADDR (a `sesame chip serve`) or --image FILE")
         }
     }
+}
+
+fn parse_bus(s: &str) -> Result<BusTarget, String> {
+    s.parse()
+        .map_err(|e: sesame_host::bus::BusTargetError| e.to_string())
 }
 
 /// The host keys beside an image: `IMAGE.host-keys.json` (`chip new`), else the factory batch's

@@ -114,6 +114,11 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
     /// Query 0x11: product data. The first TLV must be the 3-byte mask id.
     pub fn query_product_data(&mut self) -> Result<ProductInfo, Error<I2C::Error>> {
         let range = self.call(&Request::Query(QueryTag::PRODUCT_DATA))?;
+        self.product_info(range)
+    }
+
+    /// Decodes the product data at `range` of the frame buffer.
+    pub(crate) fn product_info<E>(&self, range: Range<usize>) -> Result<ProductInfo, Error<E>> {
         let mut tlvs = resp::product_data(&self.io[range]);
         let mask_id: [u8; 3] = match tlvs.next() {
             Some(Ok(t)) if t.tag == product_tag::MASK_ID => {
@@ -159,7 +164,7 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
     ) -> Result<(), Error<I2C::Error>> {
         self.session = None;
         let counter = self.host_counter()?;
-        self.session = Some(Session::new(mac_key, cipher_key, counter));
+        self.start_session(mac_key, cipher_key, counter);
         Ok(())
     }
 
@@ -171,9 +176,7 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
             return Err(Error::NoSession);
         }
         let counter = self.host_counter()?;
-        if let Some(s) = self.session.as_mut() {
-            s.resync(counter);
-        }
+        self.resync_session(counter);
         Ok(())
     }
 
@@ -189,6 +192,11 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
 
     fn host_counter(&mut self) -> Result<u32, Error<I2C::Error>> {
         let range = self.transfer(&Request::Query(QueryTag::HOST_KEY), Protection::Plain)?;
+        self.host_counter_at(range)
+    }
+
+    /// The C-MAC counter in a Query 0x17 answer at `range`.
+    pub(crate) fn host_counter_at<E>(&self, range: Range<usize>) -> Result<u32, Error<E>> {
         let mut r = Reader::new(&self.io[range]);
         let slot = HostKeySlot::read(&mut r)?;
         r.finish()?;
@@ -202,6 +210,23 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
         if let Some(s) = self.session.as_mut() {
             s.replace_keys(mac, cipher);
         }
+    }
+
+    /// Starts a session with keys and the counter read from the chip.
+    pub(crate) fn start_session(&mut self, mac: &Key128, cipher: &Key128, counter: u32) {
+        self.session = Some(Session::new(mac, cipher, counter));
+    }
+
+    /// Puts an open session back in step with the chip's counter.
+    pub(crate) fn resync_session(&mut self, counter: u32) {
+        if let Some(s) = self.session.as_mut() {
+            s.resync(counter);
+        }
+    }
+
+    /// True when a protected exchange must first read the counter again.
+    pub(crate) fn needs_resync(&self, prot: Protection) -> bool {
+        prot.is_protected() && self.session.as_ref().is_some_and(Session::is_out_of_step)
     }
 
     pub(crate) fn set_table(&mut self, table: CommandTable) {
@@ -259,14 +284,27 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
         req: &Request<'_>,
         prot: Protection,
     ) -> Result<Range<usize>, Error<I2C::Error>> {
-        let code = req.code();
-        if prot.is_protected() {
-            match &self.session {
-                None => return Err(Error::NoSession),
-                Some(s) if s.is_out_of_step() => self.reopen_session()?,
-                Some(_) => {}
-            }
+        if prot.is_protected() && self.session.is_none() {
+            return Err(Error::NoSession);
         }
+        if self.needs_resync(prot) {
+            self.reopen_session()?;
+        }
+        let pending = self.begin_transfer(req, prot)?;
+        self.link.send(&self.io[..pending.frame_len])?;
+        let total = self.link.receive(&mut self.io)?;
+        self.finish_transfer(pending, total)
+    }
+
+    /// The first half of an exchange, without I/O: the command frame, sealed as `prot` says,
+    /// is in the frame buffer (`frame_len` bytes). The session must be in step
+    /// ([`Stsafe::needs_resync`]).
+    pub(crate) fn begin_transfer<E>(
+        &mut self,
+        req: &Request<'_>,
+        prot: Protection,
+    ) -> Result<Pending, Error<E>> {
+        let code = req.code();
         let plain_len = req
             .encode(&mut self.payload)
             .map_err(|_| Error::RequestTooLarge)?;
@@ -298,8 +336,24 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
             // C-MAC: the session is out of step.
             s.begin();
         }
-        self.link.send(&self.io[..frame_len])?;
-        let total = self.link.receive(&mut self.io)?;
+        Ok(Pending {
+            header,
+            len,
+            prot,
+            frame_len,
+        })
+    }
+
+    /// The second half, without I/O: checks the response frame (`total` bytes in the frame
+    /// buffer), settles the session, checks the R-MAC and decrypts; returns where the data is.
+    pub(crate) fn finish_transfer<E>(
+        &mut self,
+        p: Pending,
+        total: usize,
+    ) -> Result<Range<usize>, Error<E>> {
+        let Pending {
+            header, len, prot, ..
+        } = p;
         let (r, body_len) = match ResponseFrame::decode(&self.io[..total], false) {
             Ok(f) => (f.r, f.data.len()),
             Err(_) => return Err(Error::Crc),
@@ -331,4 +385,14 @@ impl<I2C: I2c, D: DelayNs> Stsafe<I2C, D> {
         };
         Ok(3..3 + plain)
     }
+}
+
+/// An exchange between its two halves.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    header: Header,
+    len: usize,
+    prot: Protection,
+    /// Length of the command frame in the frame buffer.
+    pub frame_len: usize,
 }

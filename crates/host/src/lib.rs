@@ -152,7 +152,11 @@
 //!
 //! `x509` (default): [`auth`], parsing X.509 with RustCrypto's `x509-cert`, which needs
 //! `alloc`. `std`: `socket::SocketBus`, the virtual I2C bus of protocol.md §10 over TCP or a
-//! Unix socket. With `--no-default-features` the crate is `no_std` without `alloc`.
+//! Unix socket, and `signer`: a driver shared by threads behind a mutex, whose key slots are
+//! RustCrypto `PrehashSigner` / `Signer` / `Keypair` (P-256, P-384). `rustls`: `tls`, the
+//! chip's key as a rustls `SigningKey` for mutual TLS. `async`: `asynch::AsyncStsafe`, the
+//! driver over `embedded-hal-async` (no_std, no alloc). With `--no-default-features` the crate
+//! is `no_std` without `alloc`: the plain driver.
 //!
 //! # Choices where protocol.md is silent
 //!
@@ -189,16 +193,24 @@ extern crate sha2_nostd as sha2;
 #[cfg(feature = "x509")]
 extern crate x509_cert_nostd as x509_cert;
 
+#[cfg(feature = "async")]
+pub mod asynch;
 #[cfg(feature = "x509")]
 pub mod auth;
+#[cfg(feature = "std")]
+pub mod bus;
 mod commands;
 mod driver;
 mod error;
 mod flows;
 mod session;
 #[cfg(feature = "std")]
+pub mod signer;
+#[cfg(feature = "std")]
 pub mod socket;
 mod table;
+#[cfg(feature = "rustls")]
+pub mod tls;
 mod transport;
 mod types;
 

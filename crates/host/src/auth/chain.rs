@@ -131,6 +131,13 @@ fn is_ca(cert: &Certificate) -> bool {
     ca && cert_sign
 }
 
+/// The P-256 or P-384 public key of the certificate `der` (no other check): how a host learns
+/// the public key of a chip's slot-0 key from the certificate in zone 0.
+pub fn certificate_public_key(der: &[u8]) -> Result<EccPublicKey, ChainError> {
+    let cert = Certificate::from_der(der).map_err(|_| ChainError::MalformedCertificate)?;
+    public_key(&cert.tbs_certificate.subject_public_key_info)
+}
+
 fn public_key(spki: &SubjectPublicKeyInfoOwned) -> Result<EccPublicKey, ChainError> {
     if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
         return Err(ChainError::UnsupportedAlgorithm);

@@ -32,7 +32,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 use rand_core::CryptoRngCore;
 
-pub use chain::verify_chain;
+pub use chain::{certificate_public_key, verify_chain};
 
 use crate::{EccPublicKey, Error, Stsafe, MAX_COORDINATE};
 
