@@ -69,20 +69,23 @@ pub enum CloudCommand {
         /// Serial to show.
         serial: Option<String>,
     },
-    /// Revoke a device (serial or fingerprint) or a family: give exactly one of them.
-    #[command(group(clap::ArgGroup::new("target").required(true).args(["serial", "fingerprint", "family"])))]
+    /// Revoke a device (serial), a certificate and its key (fingerprint or file), or a family:
+    /// give exactly one. Naming something the cloud does not know is an error.
     Revoke {
         #[command(flatten)]
         op: Operator,
-        /// Revoke the device with this serial (its certificate CN).
-        #[arg(long)]
-        serial: Option<String>,
-        /// Revoke one device certificate by its SHA-256 fingerprint (hex, as `cloud devices` shows).
-        #[arg(long)]
-        fingerprint: Option<String>,
-        /// Revoke a whole family by name: every device it issued is refused.
-        #[arg(long)]
-        family: Option<String>,
+        #[command(flatten)]
+        target: RevokeTarget,
+        /// Revoke a serial the cloud has never seen (a device not yet in the field).
+        #[arg(long, requires = "serial")]
+        pre_revoke: bool,
+    },
+    /// Undo a revocation (same selectors as `revoke`).
+    Unrevoke {
+        #[command(flatten)]
+        op: Operator,
+        #[command(flatten)]
+        target: RevokeTarget,
     },
     /// Publish a signed firmware release (`sesame firmware sign`) for devices to fetch.
     PublishFirmware {
@@ -105,6 +108,58 @@ pub enum CloudCommand {
         #[arg(long, value_parser = crate::vocab::parse_since)]
         since: Option<i64>,
     },
+}
+
+/// What a revocation names: exactly one of these.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct RevokeTarget {
+    /// The device with this serial (its certificate CN; any case), whatever certificate it shows.
+    #[arg(long)]
+    serial: Option<String>,
+    /// A certificate and its key, by the SHA-256 fingerprint of a certificate the cloud has seen
+    /// (as `openssl x509 -fingerprint -sha256` prints it, or as `cloud devices` shows it), its
+    /// cert id or its key id.
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// A certificate and its key, given as a file (PEM or DER), seen by the cloud or not.
+    #[arg(long, value_name = "FILE")]
+    certificate: Option<PathBuf>,
+    /// A whole family, by name or fingerprint: every device it issued.
+    #[arg(long)]
+    family: Option<String>,
+}
+
+impl RevokeTarget {
+    fn body(&self) -> Result<Value> {
+        let certificate = match &self.certificate {
+            Some(p) => Some(B64.encode(crate::files::certificate(
+                p,
+                "a device certificate, e.g. from `sesame device cert`",
+            )?)),
+            None => None,
+        };
+        Ok(json!({
+            "serial": self.serial,
+            "fingerprint": self.fingerprint,
+            "certificate": certificate,
+            "family": self.family,
+        }))
+    }
+}
+
+/// One line per thing a revocation matched.
+fn print_matched(verb: &str, list: &Value) {
+    for m in list.as_array().cloned().unwrap_or_default() {
+        let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+        match s("kind").as_str() {
+            "serial" => outln!("{verb} device {}", s("serial")),
+            "certificate" => outln!("{verb} certificate {} of {}", s("cert_id"), s("serial")),
+            "key" => outln!("{verb} key {} of {}", s("key_id"), s("serial")),
+            "family" => outln!("{verb} family {} ({})", s("name"), s("fingerprint")),
+            other => outln!("{verb} {other}"),
+        }
+    }
 }
 
 /// Where the operator API is and how to authenticate to it.
@@ -414,18 +469,17 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
         }
         CloudCommand::Revoke {
             op,
-            serial,
-            fingerprint,
-            family,
+            target,
+            pre_revoke,
         } => {
-            let v = op.call(
-                "POST",
-                "/v1/admin/revoke",
-                Some(json!({ "serial": serial, "fingerprint": fingerprint, "family": family })),
-            )?;
-            op.print(&v, |v| {
-                outln!("revoked {}", v["revoked"].as_str().unwrap_or("?"))
-            })
+            let mut body = target.body()?;
+            body["pre_revoke"] = json!(pre_revoke);
+            let v = op.call("POST", "/v1/admin/revoke", Some(body))?;
+            op.print(&v, |v| print_matched("revoked", &v["revoked"]))
+        }
+        CloudCommand::Unrevoke { op, target } => {
+            let v = op.call("POST", "/v1/admin/unrevoke", Some(target.body()?))?;
+            op.print(&v, |v| print_matched("unrevoked", &v["unrevoked"]))
         }
         CloudCommand::PublishFirmware {
             op,

@@ -91,7 +91,26 @@ fn serve_enroll_revoke_audit() {
     let o = run(&["cloud", "devices", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["devices"][0]["serial"], serial.as_str());
-    assert!(run(&["cloud", "revoke", "--serial", &serial])
+    // Any case names the device; what matched is listed; unknown serials are an error.
+    let o = run(&["cloud", "revoke", "--serial", &serial.to_lowercase()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("revoked device {serial}")),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["cloud", "devices", &serial, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["certificates"][0]["revoked"], true);
+    let o = run(&["cloud", "revoke", "--serial", "NO-SUCH-DEVICE"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not_found"), "{}", text(&o));
+    let o = run(&["cloud", "unrevoke", "--serial", &serial]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["cloud", "devices", &serial, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["certificates"][0]["revoked"], false);
+    assert!(run(&["cloud", "revoke", "--certificate", "c.der"])
         .status
         .success());
     let o = run(&["cloud", "devices", &serial, "--json"]);

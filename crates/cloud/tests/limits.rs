@@ -115,7 +115,10 @@ fn server_outlives_floods() {
     let room = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(1_100, |n| n.saturating_sub(200).min(1_100));
-    assert!(room > 2 * SERVER_NOFILE, "this machine's file limit is too low for the test");
+    assert!(
+        room > 2 * SERVER_NOFILE,
+        "this machine's file limit is too low for the test"
+    );
     let mut idle = Vec::new();
     for _ in 0..room {
         let sock: std::net::SocketAddr = addr.parse().unwrap();
