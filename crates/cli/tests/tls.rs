@@ -185,7 +185,7 @@ fn every_client_trusts_a_private_ca_when_told() {
     );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let revoked = v["events"].as_array().unwrap().iter().any(|e| {
-        e["event"] == "revoke_family" && e["serial"].as_str().unwrap().starts_with("fleet-")
+        e["event"] == "revoke_family" && e["detail"].as_str().unwrap().starts_with("fleet-")
     });
     assert!(revoked, "{v}");
 }

@@ -34,6 +34,7 @@ pub fn app(service: Arc<Service>) -> Router {
         )
         .route("/v1/auth/challenge", post(challenge))
         .route("/v1/auth/response", post(response))
+        .route("/v1/auth/tls", post(tls_login))
         .route("/v1/session", get(session))
         .route("/v1/admin/roots", post(add_root))
         .route("/v1/admin/families/code", post(family_code))
@@ -192,6 +193,25 @@ async fn response(
     ))
 }
 
+/// A login for a device that authenticated with its certificate in the TLS handshake.
+async fn tls_login(
+    State(s): S,
+    Client(client): Client,
+    crate::extract::ClientCert(cert): crate::extract::ClientCert,
+) -> ApiResult<Json<Value>> {
+    let Some(cert) = cert else {
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "no_client_certificate",
+            message: "connect over TLS with the device certificate (mutual TLS)".into(),
+        });
+    };
+    let r = s.tls_login(&cert, client).await;
+    Ok(Json(
+        serde_json::to_value(r.map_err(refusal)?).unwrap_or_default(),
+    ))
+}
+
 /// The bearer token of a request (empty if none).
 pub(crate) fn bearer(headers: &HeaderMap) -> &str {
     headers
@@ -263,6 +283,7 @@ async fn add_root(
         .add_root(&fp, &B64.encode(&der), &subject, now())
         .await?;
     s.audit("", "trust_root", "", &fp).await?;
+    s.trust().await?;
     Ok((
         created(new),
         Json(json!({ "fingerprint": fp, "subject": subject })),
@@ -355,6 +376,8 @@ async fn add_family(
     let new = s.store.add_family(&row, now()).await?;
     s.audit("", "enroll_family", "", &format!("{name} {fp}"))
         .await?;
+    // This instance's TLS handshakes know the family at once (others within a second).
+    s.trust().await?;
     Ok((
         created(new),
         Json(json!({ "fingerprint": fp, "name": name })),
@@ -562,6 +585,8 @@ async fn change_revocation(
     match targets(s, r).await? {
         Err(family) => {
             let rows = s.store.set_family_revoked(&family, revoke).await?;
+            // This instance's handshakes see the change at once.
+            s.trust().await?;
             if rows.is_empty() {
                 return Err(ApiError::not_found(format!("no family {family}")));
             }
@@ -587,6 +612,7 @@ async fn change_revocation(
             } else if s.store.unrevoke(&names).await? == 0 {
                 return Err(ApiError::not_found("none of these is revoked"));
             }
+            s.trust().await?;
             for (t, d) in &targets {
                 s.audit(
                     d["serial"].as_str().unwrap_or_default(),

@@ -30,6 +30,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
+/// The client certificate of a mutual-TLS connection (already verified in the handshake), if any.
+#[derive(Clone, Debug)]
+pub struct ClientCert(pub Option<Vec<u8>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientCert {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientCert(
+            parts
+                .extensions
+                .get::<crate::mtls::PeerCertificate>()
+                .map(|c| c.0.clone()),
+        ))
+    }
+}
+
 /// A JSON body, refused with a 400 if it cannot be stored as given: a NUL character (which
 /// PostgreSQL text cannot hold), invalid UTF-8 or a lone surrogate, or a shape that does not
 /// match `T`. Oversize bodies get 413 from the body limit.

@@ -17,6 +17,7 @@ mod error;
 mod extract;
 mod guard;
 mod metrics;
+pub mod mtls;
 mod openapi;
 mod server;
 mod service;
@@ -48,11 +49,34 @@ pub async fn serve(
     run(service, listener, None, shutdown).await
 }
 
-/// TLS settings from PEM files: the certificate chain and its private key, checked to match.
+/// The server's TLS identity: its certificate chain and private key, checked to go together.
+#[derive(Debug)]
+pub struct TlsIdentity {
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl TlsIdentity {
+    fn server_config(
+        &self,
+        devices: Option<std::sync::Arc<mtls::DeviceVerifier>>,
+    ) -> Result<rustls::ServerConfig, rustls::Error> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let builder = match devices {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        builder.with_single_cert(self.certs.clone(), self.key.clone_key())
+    }
+}
+
+/// Reads the TLS certificate chain and key (PEM) and checks that they go together.
 pub fn tls_config(
     cert_pem: &std::path::Path,
     key_pem: &std::path::Path,
-) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
+) -> Result<TlsIdentity, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_pem)
@@ -66,33 +90,34 @@ pub fn tls_config(
     }
     let key = PrivateKeyDer::from_pem_file(key_pem)
         .map_err(|e| format!("TLS key {}: {e}", key_pem.display()))?;
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "TLS key {} does not go with certificate {}: {e}",
-                key_pem.display(),
-                cert_pem.display()
-            )
-        })?;
-    Ok(std::sync::Arc::new(config))
+    let id = TlsIdentity { certs, key };
+    id.server_config(None).map_err(|e| {
+        format!(
+            "TLS key {} does not go with certificate {}: {e}",
+            key_pem.display(),
+            cert_pem.display()
+        )
+    })?;
+    Ok(id)
 }
 
-/// Serves HTTPS with rustls on `listener` until `shutdown` resolves, then drains.
+/// Serves HTTPS with rustls on `listener` until `shutdown` resolves, then drains. Devices may
+/// authenticate with their certificate in the handshake (mutual TLS, `POST /v1/auth/tls`);
+/// other clients connect without one.
 pub async fn serve_tls(
     service: std::sync::Arc<Service>,
     listener: tokio::net::TcpListener,
-    tls: std::sync::Arc<rustls::ServerConfig>,
+    tls: TlsIdentity,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let verifier = std::sync::Arc::new(mtls::DeviceVerifier::new(&service));
+    let config = tls
+        .server_config(Some(verifier))
+        .map_err(std::io::Error::other)?;
     run(
         service,
         listener,
-        Some(tokio_rustls::TlsAcceptor::from(tls)),
+        Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))),
         shutdown,
     )
     .await
@@ -116,8 +141,20 @@ async fn run(
             }
         }
     });
+    // TLS handshakes check client certificates against the trust state in memory: keep it at
+    // most a second behind the database.
+    let watcher = service.clone();
+    let refresh = tokio::spawn(async move {
+        loop {
+            if let Err(e) = watcher.trust().await {
+                tracing::warn!(error = %e, "trust refresh failed");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
     let r = server::run(app(service.clone()), listener, tls, limits, shutdown).await;
     housekeeping.abort();
+    refresh.abort();
     // What was aggregated but not yet written still reaches the audit log.
     if let Err(e) = service.flush_audit().await {
         tracing::warn!(error = %e, "audit flush at shutdown failed");

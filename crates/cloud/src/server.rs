@@ -123,9 +123,16 @@ pub async fn run(
                     else {
                         return;
                     };
-                    connection(app, tls, peer, limits, activity, watcher).await;
+                    // A client certificate here passed the device verifier.
+                    let cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| crate::mtls::PeerCertificate(c.to_vec()));
+                    connection(app, tls, peer, cert, limits, activity, watcher).await;
                 }
-                None => connection(app, io, peer, limits, activity, watcher).await,
+                None => connection(app, io, peer, None, limits, activity, watcher).await,
             }
         });
     }
@@ -143,6 +150,7 @@ async fn connection<I>(
     app: Router,
     io: I,
     peer: SocketAddr,
+    cert: Option<crate::mtls::PeerCertificate>,
     limits: Limits,
     activity: Arc<Activity>,
     watcher: hyper_util::server::graceful::Watcher,
@@ -153,6 +161,9 @@ async fn connection<I>(
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(c) = &cert {
+                req.extensions_mut().insert(c.clone());
+            }
             let app = app.clone();
             let busy = busy.clone();
             async move {

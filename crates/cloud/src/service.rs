@@ -489,14 +489,8 @@ impl Service {
                 .map(|(k, c)| (Some(k), c))?,
             _ => (None, None),
         };
-        let token_bytes = self.random(32);
-        if token_bytes.len() != 32 {
-            return Err(Fail::Store(StoreError("random generator failed".into())));
-        }
-        // The serial is bound to its owner before any session exists for it.
-        let bind = self
-            .store
-            .seen(
+        let (token, expires_at) = self
+            .open_session(
                 &Registration {
                     serial: &row.serial,
                     owner: &row.family,
@@ -505,11 +499,38 @@ impl Service {
                     der_hash: &row.fingerprint,
                     der: &B64.encode(&der),
                 },
+                &row.public_key,
+                key,
                 t,
             )
             .await?;
-        if bind == Bind::Conflict {
-            return Err(fail(Reason::SerialConflict));
+        Ok(Session {
+            token,
+            expires_at,
+            serial: row.serial,
+            ecdh: cloud_ecdh,
+        })
+    }
+
+    /// Binds the serial to its owner (refusing a serial another owner holds), then stores a new
+    /// session. Returns the token and its expiry.
+    async fn open_session(
+        &self,
+        reg: &Registration<'_>,
+        public_key_hex: &str,
+        telemetry_key: Option<[u8; 32]>,
+        t: i64,
+    ) -> Result<(String, i64), Fail> {
+        let token_bytes = self.random(32);
+        if token_bytes.len() != 32 {
+            return Err(Fail::Store(StoreError("random generator failed".into())));
+        }
+        // The serial is bound to its owner before any session exists for it.
+        if self.store.seen(reg, t).await? == Bind::Conflict {
+            return Err(Fail::Auth(
+                Reason::SerialConflict,
+                Some(reg.serial.to_string()),
+            ));
         }
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_bytes);
         let expires_at = t + self.config.session_ttl;
@@ -518,25 +539,91 @@ impl Service {
             .put_session(
                 &hash,
                 &SessionRow {
-                    serial: row.serial.clone(),
-                    telemetry_key: key
+                    serial: reg.serial.to_string(),
+                    telemetry_key: telemetry_key
                         .and_then(|k| self.wrap_session_key(&k, &hash))
                         .unwrap_or_default(),
-                    public_key: row.public_key.clone(),
-                    cert_id: row.cert_id.clone(),
-                    key_id: row.key_id.clone(),
-                    owner: row.family.clone(),
+                    public_key: public_key_hex.to_string(),
+                    cert_id: reg.cert_id.to_string(),
+                    key_id: reg.key_id.to_string(),
+                    owner: reg.owner.to_string(),
                 },
                 expires_at,
             )
             .await?;
         self.metrics.success();
-        self.audit(&row.serial, "auth_success", "", "").await?;
+        self.audit(reg.serial, "auth_success", "", "").await?;
+        Ok((token, expires_at))
+    }
+
+    /// The handshake-time check of a TLS client certificate, on the trust snapshot in memory
+    /// (no database): profile, a path to an enrolled family, validity, revocation.
+    pub fn check_tls_certificate(&self, der: &[u8], now: u64) -> Result<(), Reason> {
+        let leaf = sesame_pki::profile::device_leaf(der).map_err(|e| Reason::of_profile(&e))?;
+        let trust = self.trust.read().map(|t| t.clone()).unwrap_or_default();
+        let owner = match self.family_of(&leaf, der, &trust, now) {
+            Ok(Some(f)) => f,
+            _ => return Err(Reason::NotEnrolled),
+        };
+        if !leaf.valid_at(now) {
+            return Err(Reason::Expired);
+        }
+        match trust.standing(
+            &leaf.serial,
+            &hex::encode(leaf.cert_id),
+            &hex::encode(leaf.key_id),
+            &owner,
+            now,
+        ) {
+            Standing::Good => Ok(()),
+            Standing::Revoked => Err(Reason::Revoked),
+            Standing::FamilyRevoked => Err(Reason::FamilyRevoked),
+            Standing::Untrusted => Err(Reason::Expired),
+        }
+    }
+
+    /// A login for a device that proved its key in the TLS handshake (`der` is the client
+    /// certificate the handshake verified): checked again on fresh trust state, no challenge.
+    pub async fn tls_login(&self, der: &[u8], client: IpAddr) -> Result<Session, Refusal> {
+        self.tls_login_inner(der, client)
+            .await
+            .map_err(|f| self.refused(f, client))
+    }
+
+    async fn tls_login_inner(&self, der: &[u8], client: IpAddr) -> Result<Session, Fail> {
+        if self.client_throttled(client) {
+            return Err(Reason::Throttled.into());
+        }
+        let t = now();
+        let ok = self.check_certificate(der, t as u64).await?;
+        let leaf = &ok.leaf;
+        let c = &self.config;
+        if self
+            .guard
+            .login_over(&leaf.serial, t, c.rate_window, c.max_logins_per_device)
+        {
+            return Err(Fail::Auth(Reason::Throttled, Some(leaf.serial.clone())));
+        }
+        let (token, expires_at) = self
+            .open_session(
+                &Registration {
+                    serial: &leaf.serial,
+                    owner: &ok.owner,
+                    cert_id: &hex::encode(leaf.cert_id),
+                    key_id: &hex::encode(leaf.key_id),
+                    der_hash: &hex::encode(leaf.der_hash),
+                    der: &B64.encode(der),
+                },
+                &hex::encode(&leaf.public_key),
+                None,
+                t,
+            )
+            .await?;
         Ok(Session {
             token,
             expires_at,
-            serial: row.serial,
-            ecdh: cloud_ecdh,
+            serial: leaf.serial.clone(),
+            ecdh: None,
         })
     }
 
