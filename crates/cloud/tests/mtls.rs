@@ -81,15 +81,38 @@ fn client(c: &Cloud, identity: Option<(Vec<u8>, Vec<u8>)>) -> ureq::Agent {
         .unwrap()
         .with_root_certificates(roots);
     let tls = match identity {
-        Some((cert, pkcs8)) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from(cert)],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)),
-            )
-            .unwrap(),
+        // No consistency check between certificate and key: a clone presents a genuine
+        // certificate with a key of its own.
+        Some((cert, pkcs8)) => {
+            let key = rustls::crypto::ring::sign::any_ecdsa_type(&PrivateKeyDer::Pkcs8(
+                PrivatePkcs8KeyDer::from(pkcs8),
+            ))
+            .unwrap();
+            builder.with_client_cert_resolver(Arc::new(Fixed(Arc::new(
+                rustls::sign::CertifiedKey::new(vec![CertificateDer::from(cert)], key),
+            ))))
+        }
         None => builder.with_no_client_auth(),
     };
     ureq::AgentBuilder::new().tls_config(Arc::new(tls)).build()
+}
+
+/// Always presents the same certificate and key.
+#[derive(Debug)]
+struct Fixed(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Fixed {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 fn admin(c: &Cloud, path: &str, body: Value) -> Value {
