@@ -11,6 +11,7 @@
 
 pub mod data;
 pub mod layout;
+pub mod mtls;
 
 use std::time::Duration;
 

@@ -436,9 +436,7 @@ impl Module {
     /// CKR_PIN_INCORRECT rather than silently accepted.
     pub fn login(&self, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Rv {
         rv(self.with_session(h, |s| {
-            if user != CKU_USER && user != CKU_SO && user != CKU_CONTEXT_SPECIFIC {
-                return Err(CKR_USER_TYPE_INVALID);
-            }
+            // No security officer and no context-specific login on this token.
             if user != CKU_USER {
                 return Err(CKR_USER_TYPE_INVALID);
             }
