@@ -17,7 +17,7 @@ struct Cloud {
     url: String,
     server_ca: CertificateDer<'static>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    rt: tokio::runtime::Runtime,
+    _rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
 
@@ -26,8 +26,7 @@ impl Drop for Cloud {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        self.rt
-            .block_on(tokio::time::sleep(std::time::Duration::from_millis(50)));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -66,7 +65,7 @@ fn cloud() -> Cloud {
         url: format!("https://localhost:{port}"),
         server_ca: cert.der().clone(),
         stop: Some(stop),
-        rt,
+        _rt: rt,
         _dir: dir,
     }
 }
