@@ -62,6 +62,11 @@ pub enum CloudCommand {
         /// Device certificate (PEM or DER).
         cert: PathBuf,
     },
+    /// List the enrolled families: name, state, fingerprint, the root they chain to.
+    Families {
+        #[command(flatten)]
+        op: Operator,
+    },
     /// List devices, or show one.
     Devices {
         #[command(flatten)]
@@ -414,6 +419,35 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             )?;
             op.print(&v, |v| {
                 outln!("enrolled device {} ({})", v["serial"], v["fingerprint"])
+            })
+        }
+        CloudCommand::Families { op } => {
+            let v = op.call("GET", "/v1/admin/families", None)?;
+            op.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["families"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|f| {
+                        let text = |k: &str| f[k].as_str().unwrap_or("-").to_string();
+                        vec![
+                            text("name"),
+                            if f["revoked"] == true {
+                                "revoked"
+                            } else {
+                                "active"
+                            }
+                            .into(),
+                            text("fingerprint"),
+                            text("root"),
+                        ]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    crate::vocab::table(&["NAME", "STATE", "FINGERPRINT", "ROOT"], &rows)
+                );
             })
         }
         CloudCommand::Devices { op, serial } => {

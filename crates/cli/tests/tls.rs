@@ -188,6 +188,16 @@ fn every_client_trusts_a_private_ca_when_told() {
         e["event"] == "revoke_family" && e["detail"].as_str().unwrap().starts_with("fleet-")
     });
     assert!(revoked, "{v}");
+    let o = operator(
+        &["cloud", "families", "--url", url, "--cacert", "f/root.pem"],
+        d,
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.starts_with("NAME "), "{out}");
+    let fleet = out.lines().find(|l| l.starts_with("fleet-")).unwrap();
+    assert!(fleet.contains(" revoked "), "{out}");
+    let own = out.lines().find(|l| l.starts_with("family-1 ")).unwrap();
+    assert!(own.contains(" active "), "{out}");
 }
 
 /// `cloud serve ARGS` that must fail before listening, with `msg` in what it says.
