@@ -67,6 +67,11 @@ pub enum CloudCommand {
         #[command(flatten)]
         op: Operator,
     },
+    /// Trusted roots: list them, or stop trusting one (its families' devices are refused).
+    Roots {
+        #[command(subcommand)]
+        action: RootsAction,
+    },
     /// List devices, or show one.
     Devices {
         #[command(flatten)]
@@ -112,6 +117,23 @@ pub enum CloudCommand {
         /// Only events since this time: RFC 3339 (2026-01-31T12:00:00Z) or Unix seconds.
         #[arg(long, value_parser = crate::vocab::parse_since)]
         since: Option<i64>,
+    },
+}
+
+/// `cloud roots` actions.
+#[derive(Subcommand, Debug)]
+pub enum RootsAction {
+    /// List the trusted roots.
+    List {
+        #[command(flatten)]
+        op: Operator,
+    },
+    /// Stop trusting a root, by fingerprint (as `roots list` shows it).
+    Untrust {
+        #[command(flatten)]
+        op: Operator,
+        /// SHA-256 fingerprint of the root certificate (hex; colons allowed).
+        fingerprint: String,
     },
 }
 
@@ -419,6 +441,39 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             )?;
             op.print(&v, |v| {
                 outln!("enrolled device {} ({})", v["serial"], v["fingerprint"])
+            })
+        }
+        CloudCommand::Roots {
+            action: RootsAction::List { op },
+        } => {
+            let v = op.call("GET", "/v1/admin/roots", None)?;
+            op.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["roots"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| {
+                        let text = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                        vec![text("subject"), text("fingerprint")]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    crate::vocab::table(&["SUBJECT", "FINGERPRINT"], &rows)
+                );
+            })
+        }
+        CloudCommand::Roots {
+            action: RootsAction::Untrust { op, fingerprint },
+        } => {
+            let v = op.call(
+                "DELETE",
+                &format!("/v1/admin/roots/{}", fingerprint.replace(':', "")),
+                None,
+            )?;
+            op.print(&v, |v| {
+                outln!("untrusted root {}", v["untrusted"].as_str().unwrap_or("?"))
             })
         }
         CloudCommand::Families { op } => {

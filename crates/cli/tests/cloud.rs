@@ -116,6 +116,17 @@ fn serve_enroll_revoke_audit() {
     let o = run(&["cloud", "devices", &serial, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["certificates"][0]["revoked"], true);
+    // The roots: listed, and untrusting one refuses its devices; an unknown one is an error.
+    let o = run(&["cloud", "roots", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let root_fp = v["roots"][0]["fingerprint"].as_str().unwrap().to_string();
+    let o = run(&["cloud", "roots", "untrust", &"0".repeat(64)]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = run(&["cloud", "roots", "untrust", &root_fp]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["cloud", "roots", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["roots"].as_array().unwrap().len(), 0);
     let o = run(&["cloud", "audit", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let events: Vec<&str> = v["events"]
@@ -130,6 +141,8 @@ fn serve_enroll_revoke_audit() {
         "enroll_family",
         "enroll_device",
         "revoke_device",
+        "unrevoke_device",
+        "untrust_root",
     ] {
         assert!(events.contains(&e), "{e} missing from {events:?}");
     }

@@ -36,7 +36,11 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/v1/auth/response", post(response))
         .route("/v1/auth/tls", post(tls_login))
         .route("/v1/session", get(session))
-        .route("/v1/admin/roots", post(add_root))
+        .route("/v1/admin/roots", post(add_root).get(roots))
+        .route(
+            "/v1/admin/roots/{fingerprint}",
+            axum::routing::delete(untrust_root),
+        )
         .route("/v1/admin/families/code", post(family_code))
         .route("/v1/admin/families", post(add_family).get(families))
         .route("/v1/admin/devices", post(add_device).get(devices))
@@ -288,6 +292,33 @@ async fn add_root(
         created(new),
         Json(json!({ "fingerprint": fp, "subject": subject })),
     ))
+}
+
+async fn roots(State(s): S, h: HeaderMap) -> ApiResult<Json<Value>> {
+    admin(&s, &h)?;
+    Ok(Json(json!({ "roots": s.store.roots().await? })))
+}
+
+/// Stops trusting a root: every family under it, and so every device, is refused from the next
+/// request on (until the root is trusted again).
+async fn untrust_root(
+    State(s): S,
+    h: HeaderMap,
+    Path(fingerprint): Path<String>,
+) -> ApiResult<Json<Value>> {
+    admin(&s, &h)?;
+    let fp = sesame_pki::profile::canonical_hash(&fingerprint).ok_or_else(|| {
+        ApiError::bad_request(
+            "malformed_request",
+            "a root fingerprint is 64 hex digits (colons allowed)",
+        )
+    })?;
+    if !s.store.untrust_root(&fp).await? {
+        return Err(ApiError::not_found(format!("no trusted root {fp}")));
+    }
+    s.audit("", "untrust_root", "", &fp).await?;
+    s.trust().await?;
+    Ok(Json(json!({ "untrusted": fp })))
 }
 
 async fn family_code(State(s): S, h: HeaderMap) -> ApiResult<Json<Value>> {

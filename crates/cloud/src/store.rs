@@ -276,6 +276,20 @@ impl Store {
             .collect()
     }
 
+    /// Stops trusting a root (by fingerprint); its families stay listed but no device of theirs
+    /// is accepted. True if it was trusted.
+    pub(crate) async fn untrust_root(&self, fp: &str) -> R<bool> {
+        let n = sqlx::query("DELETE FROM roots WHERE fingerprint = $1")
+            .bind(fp)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            self.bump_trust().await?;
+        }
+        Ok(n > 0)
+    }
+
     pub(crate) async fn new_code(&self, code: &str, expires: i64) -> R<()> {
         sqlx::query("INSERT INTO codes (code, expires) VALUES ($1, $2)")
             .bind(code)

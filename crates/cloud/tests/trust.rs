@@ -521,6 +521,41 @@ async fn no_leaks_and_no_5xx(db: Db) {
     assert!(r.0.is_client_error(), "{}", r.1);
 }
 
+/// Operator mistakes: a leaf or a family CA as a root, a root as a family; untrusting a root
+/// refuses its devices.
+async fn operator_mistakes_are_refused(db: Db) {
+    let s = cloud(&db).await;
+    let pki = Pki::new(KeyAlg::P256);
+    let dev = Device::new(&pki.family, CurveName::P256);
+    for (what, der) in [("a leaf", &dev.cert), ("a family CA", &pki.family.der)] {
+        let r = call(
+            &s,
+            "POST",
+            "/v1/admin/roots",
+            Some(json!({ "certificate": B64.encode(der) })),
+            true,
+        )
+        .await;
+        assert_eq!(r.0, StatusCode::BAD_REQUEST, "{what}: {}", r.1);
+        assert_eq!(r.1["error"], "not_a_root");
+    }
+    pki.enroll(&s).await;
+    let r = enroll_family(&s, &pki.root).await;
+    assert_eq!(r.1["error"], "is_root", "{}", r.1);
+    let mut dev = dev;
+    ok(&login(&s, &mut dev).await);
+    let fp = sesame_pki::fingerprint(&pki.root.der).to_uppercase();
+    let r = call(&s, "DELETE", &format!("/v1/admin/roots/{fp}"), None, true).await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    refused(
+        &login(&s, &mut dev).await,
+        StatusCode::UNAUTHORIZED,
+        "not_enrolled",
+    );
+    let r = call(&s, "DELETE", &format!("/v1/admin/roots/{fp}"), None, true).await;
+    assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite()).await } )* }
@@ -537,5 +572,6 @@ on_both!(
     family_revoked_mid_login,
     revocation_names_what_it_matched,
     refusals_do_not_grow_storage,
-    no_leaks_and_no_5xx
+    no_leaks_and_no_5xx,
+    operator_mistakes_are_refused
 );
