@@ -87,6 +87,7 @@ impl Chip {
             .map_err(|e| match e.kind {
                 crate::StorageErrorKind::Corrupted => ImageError::Corrupted(e.message),
                 crate::StorageErrorKind::Io => ImageError::Storage(e.message),
+                crate::StorageErrorKind::WrongChip => ImageError::WrongChip(e.message),
             })?
             .ok_or(ImageError::Missing)?;
         let nvm = image::decode(&bytes)?;

@@ -50,8 +50,27 @@ pub fn new_key(out: &Path) -> Result<()> {
     write_private(out, key.to_hex().as_bytes())
 }
 
-fn storage(path: &Path, key: &SealKey) -> Box<Sealed<FileStorage>> {
-    Box::new(Sealed::new(FileStorage::new(path), key.clone()))
+/// The image at `path`, owned by this process alone while it is open (its lock file is
+/// `PATH.lock`): a second server, or `device --image` on a served image, is refused. When the
+/// file tells which chip it must hold, an image of any other chip is refused.
+fn storage(path: &Path, key: &SealKey) -> Result<Box<Sealed<FileStorage>>> {
+    let file = FileStorage::exclusive(path)?;
+    Ok(Box::new(match expected_serial(path) {
+        Some(serial) => Sealed::for_chip(file, key.clone(), serial),
+        None => Sealed::new(file, key.clone()),
+    }))
+}
+
+/// The chip an image file must hold: a factory image is named after its serial
+/// (`chips/SERIAL.chip`); `chip new` writes the serial into `IMAGE.host-keys.json`.
+pub fn expected_serial(path: &Path) -> Option<[u8; 9]> {
+    let parse = |s: &str| -> Option<[u8; 9]> { hex::decode(s).ok()?.try_into().ok() };
+    if let Some(serial) = path.file_stem().and_then(|s| s.to_str()).and_then(parse) {
+        return Some(serial);
+    }
+    let text = std::fs::read_to_string(host_keys_path(path)).ok()?;
+    let keys: HostKeys = serde_json::from_str(&text).ok()?;
+    parse(keys.serial.as_deref()?)
 }
 
 /// What `chip new` made.
@@ -79,7 +98,7 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Res
     let serial_hex = hex::encode_upper(serial);
     let mut config = ChipConfig::new(serial);
     config.i2c_address = address;
-    let mut fab = Fab::new(config, storage(out, key), ChipOptions::default())?;
+    let mut fab = Fab::new(config, storage(out, key)?, ChipOptions::default())?;
     let public = fab.generate_key(0, curve)?;
     let (mut fab, der) = selfcert::self_signed(fab, &public, &serial_hex)?;
     fab.write_zone(0, 0, &der)?;
@@ -88,6 +107,7 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Res
     OsRng.fill_bytes(&mut cipher);
     fab.set_host_keys(mac, cipher)?;
     let host_keys = HostKeys {
+        serial: Some(serial_hex.clone()),
         mac: hex::encode(mac),
         cipher: hex::encode(cipher),
     };
@@ -100,7 +120,18 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Res
 }
 
 pub fn open(path: &Path, options: ChipOptions, key: &SealKey) -> Result<Chip> {
-    Chip::open(storage(path, key), options)
+    if !path.exists() {
+        bail!("cannot open chip image {}: no such file", path.display());
+    }
+    Chip::open(storage(path, key)?, options)
+        .with_context(|| format!("cannot open chip image {}", path.display()))
+}
+
+/// Opens an image to look at it, without its lock: a served image can be inspected (every
+/// write replaces the file whole, so a reader sees one state or the next).
+pub fn open_to_read(path: &Path, key: &SealKey) -> Result<Chip> {
+    let storage = Box::new(Sealed::new(FileStorage::new(path), key.clone()));
+    Chip::open(storage, ChipOptions::default())
         .with_context(|| format!("cannot open chip image {}", path.display()))
 }
 
@@ -123,7 +154,7 @@ pub fn certificate_summary(chip: &Chip) -> Option<serde_json::Value> {
 }
 
 pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
-    let chip = open(path, ChipOptions::default(), key)?;
+    let chip = open_to_read(path, key)?;
     let info = chip.inspect();
     let cert = certificate_summary(&chip);
     if json {
@@ -247,6 +278,9 @@ pub fn serve(
 /// Host keys for the secure channel, as exported beside a chip image.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct HostKeys {
+    /// The chip's serial (hex), which also tells which chip the image beside must hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
     /// Hex of the 16-byte MAC key.
     pub mac: String,
     /// Hex of the 16-byte cipher key.

@@ -226,7 +226,7 @@ fn make_chip(m: &Material) -> Result<(String, Vec<u8>, HostKeyLine, ManifestLine
     let image = mem
         .image()
         .ok_or_else(|| anyhow!("chip produced no image"))?;
-    let sealed = sesame_chip::seal(&m.chip_key, &image);
+    let sealed = sesame_chip::seal(&m.chip_key, &serial, &image);
     let host_keys = HostKeyLine {
         serial: serial_hex.clone(),
         mac: hex::encode(mac),
