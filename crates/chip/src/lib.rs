@@ -36,8 +36,8 @@ mod timing;
 #[cfg(feature = "test-keys")]
 pub mod vectors;
 
-pub use bus::{Bus, BusDevice, BusError, Clock, SharedChip, SimClock, SystemClock};
-pub use chip::{Chip, ChipOptions, Nack};
+pub use bus::{Bus, BusDevice, BusError, Clock, Log, SharedChip, SimClock, SystemClock};
+pub use chip::{Chip, ChipOptions, Nack, StorageFailure};
 pub use faults::{FaultStats, Faults};
 pub use fs::{Fs, SimFs, StdFs};
 pub use image::{ImageError, NVM_SIZE};

@@ -145,3 +145,54 @@ fn an_image_is_bound_to_its_chip() {
     assert!(store.store(&plain_a).is_err());
     let _ = b;
 }
+
+/// A write the disk refuses: the host gets 0x05 and the old state stays; the bus logs which chip,
+/// which command and the OS error.
+#[test]
+fn storage_failures_are_logged() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("images");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("c.chip");
+    let key = SealKey::generate();
+    new_image(&path, &key);
+    let chip = Chip::open(
+        Box::new(Sealed::new(FileStorage::new(&path), key)),
+        ChipOptions::default(),
+    )
+    .unwrap();
+    let bus = sesame_chip::Bus::new();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    bus.set_log(Some(Arc::new(move |l: &str| {
+        sink.lock().unwrap().push(l.into())
+    })));
+    bus.attach(chip).unwrap();
+    // The directory goes away under the server: the temporary file cannot be created.
+    std::fs::remove_dir_all(&sub).unwrap();
+    let update = common::frame(&Request::Update {
+        option: Default::default(),
+        zone: 1,
+        offset: 0,
+        data: &[1, 2, 3],
+    });
+    bus.write(0x20, &update).unwrap();
+    let mut rsp = [0u8; 5];
+    bus.read(0x20, &mut rsp).unwrap();
+    assert_eq!(
+        ResponseFrame::decode(&rsp, false).unwrap().status(),
+        Status(0x05)
+    );
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(
+        line.starts_with("chip 020000000000000009: UPDATE not stored"),
+        "{line}"
+    );
+    assert!(
+        line.contains("c.chip.tmp") && line.contains("(os error 2)"),
+        "{line}"
+    );
+}

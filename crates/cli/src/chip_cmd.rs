@@ -271,6 +271,7 @@ pub fn serve(
         ..ServeOptions::default()
     };
     listener.exit_on_signals(&bus, options.log.clone())?;
+    bus.set_log(Some(options.log.clone()));
     listener.serve_with(&bus, &options)?;
     Ok(())
 }
