@@ -10,12 +10,19 @@ use sesame_chip::{
     Sealed,
 };
 
-use crate::selfcert;
+use sesame_pki::{to_pem, Authority, DeviceKey, KeyAlg, PEM_CERT};
 
 /// Where the host keys of a chip image are exported (for the device's MCU firmware).
 pub fn host_keys_path(image: &Path) -> PathBuf {
     let mut p = image.as_os_str().to_owned();
     p.push(".host-keys.json");
+    PathBuf::from(p)
+}
+
+/// Where `chip new` writes the certificate of the CA that issued the chip's certificate.
+pub fn ca_path(image: &Path) -> PathBuf {
+    let mut p = image.as_os_str().to_owned();
+    p.push(".ca.pem");
     PathBuf::from(p)
 }
 
@@ -78,8 +85,8 @@ pub struct NewChip {
     pub serial: String,
 }
 
-/// Builds a ready chip image at `out`: slot-0 key generated inside, a self-signed certificate
-/// (signed by the chip) in zone 0, a one-way counter zone and plain zones, random host keys
+/// Builds a ready chip image at `out`: slot-0 key generated inside, a certificate issued by a
+/// CA of the chip's own (written beside the image as `OUT.ca.pem`) in zone 0, a one-way counter zone and plain zones, random host keys
 /// (exported beside the image, 0600), life cycle operational.
 pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Result<NewChip> {
     if out.exists() {
@@ -89,8 +96,11 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Res
         );
     }
     let keys_path = host_keys_path(out);
-    if keys_path.exists() {
-        bail!("{} already exists", keys_path.display());
+    let ca_path = ca_path(out);
+    for p in [&keys_path, &ca_path] {
+        if p.exists() {
+            bail!("{} already exists", p.display());
+        }
     }
     let mut serial = [0u8; 9];
     serial[0] = 0x02;
@@ -100,7 +110,15 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Res
     config.i2c_address = address;
     let mut fab = Fab::new(config, storage(out, key)?, ChipOptions::default())?;
     let public = fab.generate_key(0, curve)?;
-    let (mut fab, der) = selfcert::self_signed(fab, &public, &serial_hex)?;
+    // A CA of this chip's own issues its certificate, so hosts that check the chain against a
+    // CA (as ST's library does) accept it; its key is dropped here, so it can issue nothing else.
+    let ca = Authority::new_root("sesame", &format!("chip {serial_hex} CA"), KeyAlg::P256)?;
+    let der = ca.issue_device(
+        &serial_hex,
+        &DeviceKey::from_sec1(&public.to_sec1())?,
+        "sesame",
+        None,
+    )?;
     fab.write_zone(0, 0, &der)?;
     let (mut mac, mut cipher) = ([0u8; 16], [0u8; 16]);
     OsRng.fill_bytes(&mut mac);
@@ -115,6 +133,8 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Res
         &keys_path,
         serde_json::to_string_pretty(&host_keys)?.as_bytes(),
     )?;
+    std::fs::write(&ca_path, to_pem(PEM_CERT, &ca.der))
+        .with_context(|| format!("cannot write {}", ca_path.display()))?;
     fab.finish()?;
     Ok(NewChip { serial: serial_hex })
 }

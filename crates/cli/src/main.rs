@@ -11,7 +11,6 @@ mod device_cmd;
 mod factory;
 mod firmware;
 mod fleet;
-mod selfcert;
 mod sim;
 
 use std::path::PathBuf;
@@ -184,7 +183,7 @@ enum ChipCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Make a ready chip image: key generated inside, self-signed certificate in zone 0.
+    /// Make a ready chip image: key generated inside, certificate from the chip's own CA in zone 0.
     New {
         /// Image file to create (refuses to overwrite).
         #[arg(long)]
@@ -311,6 +310,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let c = chip_cmd::new_chip(&out, curve, address, &key)?;
             println!("chip {} written to {}", c.serial, out.display());
+            println!(
+                "its CA certificate written to {}",
+                chip_cmd::ca_path(&out).display()
+            );
             println!(
                 "host keys written to {}",
                 chip_cmd::host_keys_path(&out).display()

@@ -235,3 +235,50 @@ fn a_swapped_image_is_refused() {
         d,
     ));
 }
+
+/// `chip new` issues the chip's certificate from a CA of its own, written beside the image:
+/// chain-checking hosts (`device authenticate --ca`) accept the chip, over the bus too.
+#[test]
+fn a_new_chip_authenticates_against_its_ca() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    new_chip(d);
+    let ca = std::fs::read_to_string(d.join("c.chip.ca.pem")).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let o = ok(sesame(
+        &[
+            "device",
+            "authenticate",
+            "--ca",
+            "c.chip.ca.pem",
+            "--image",
+            "c.chip",
+            "--key-file",
+            "k",
+            "--json",
+        ],
+        d,
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["authenticated"], true, "{v}");
+    // Another chip's CA does not vouch for this one.
+    ok(sesame(
+        &["chip", "new", "--out", "b.chip", "--key-file", "k"],
+        d,
+    ));
+    let o = sesame(
+        &[
+            "device",
+            "authenticate",
+            "--ca",
+            "b.chip.ca.pem",
+            "--image",
+            "c.chip",
+            "--key-file",
+            "k",
+            "--json",
+        ],
+        d,
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+}
