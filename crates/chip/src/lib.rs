@@ -47,7 +47,10 @@ pub use lease::{ClientId, DEFAULT_LEASE_BASE, LEASE_FACTOR, LOCAL_CLIENT};
 pub use lock::ImageLock;
 pub use perso::{ChipConfig, Fab, PersoError, ZoneSpec};
 pub use seal::{seal, sealed_serial, unseal, KeyError, SealKey, Sealed, KEY_ENV, SEALED_MAGIC};
-pub use state::{default_command_policy, zone_ac, CommandPolicy, ProductData, UNLIMITED};
+pub use state::{
+    default_command_policy, encrypted_command_policy, zone_ac, CommandPolicy, ProductData,
+    UNLIMITED,
+};
 pub use storage::{FileStorage, MemStorage, Storage, StorageError, StorageErrorKind};
 pub use timing::processing_time;
 

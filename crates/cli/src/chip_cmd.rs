@@ -11,6 +11,8 @@ use sesame_chip::{
 };
 
 use sesame_pki::{to_pem, Authority, DeviceKey, KeyAlg, PEM_CERT};
+use sesame_wire::resp::{command_ac, ENC_COMMAND, ENC_RESPONSE};
+use sesame_wire::CommandCode;
 
 /// Where the host keys of a chip image are exported (for the device's MCU firmware).
 pub fn host_keys_path(image: &Path) -> PathBuf {
@@ -88,7 +90,13 @@ pub struct NewChip {
 /// Builds a ready chip image at `out`: slot-0 key generated inside, a certificate issued by a
 /// CA of the chip's own (written beside the image as `OUT.ca.pem`) in zone 0, a one-way counter zone and plain zones, random host keys
 /// (exported beside the image, 0600), life cycle operational.
-pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Result<NewChip> {
+pub fn new_chip(
+    out: &Path,
+    curve: CurveName,
+    address: u8,
+    encrypted: bool,
+    key: &SealKey,
+) -> Result<NewChip> {
     if out.exists() {
         bail!(
             "{} already exists; refusing to overwrite a chip",
@@ -108,6 +116,9 @@ pub fn new_chip(out: &Path, curve: CurveName, address: u8, key: &SealKey) -> Res
     let serial_hex = hex::encode_upper(serial);
     let mut config = ChipConfig::new(serial);
     config.i2c_address = address;
+    if encrypted {
+        config.policy = sesame_chip::encrypted_command_policy();
+    }
     let mut fab = Fab::new(config, storage(out, key)?, ChipOptions::default())?;
     let public = fab.generate_key(0, curve)?;
     // A CA of this chip's own issues its certificate, so hosts that check the chain against a
@@ -227,6 +238,38 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
         },
         info.host_counter
     );
+    println!("  command table (commands not free and in clear; all others are)");
+    let mut special = 0;
+    for p in &info.command_policy {
+        if p.ac == command_ac::FREE && p.encryption == 0 {
+            continue;
+        }
+        special += 1;
+        let enc = match (
+            p.encryption & ENC_COMMAND != 0,
+            p.encryption & ENC_RESPONSE != 0,
+        ) {
+            (true, true) => "command + response encrypted",
+            (true, false) => "command encrypted",
+            (false, true) => "response encrypted",
+            (false, false) => "in clear",
+        };
+        let ac = match p.ac {
+            command_ac::NEVER => "never",
+            command_ac::FREE => "free",
+            command_ac::ADMIN => "admin",
+            command_ac::HOST => "host C-MAC",
+            _ => "other",
+        };
+        println!(
+            "    {:<18} AC {:<10} {enc}",
+            format!("{:?}", CommandCode(p.code)),
+            ac
+        );
+    }
+    if special == 0 {
+        println!("    (none)");
+    }
     if let Some(c) = cert {
         println!(
             "  certificate  {} bytes, subject {}",

@@ -120,7 +120,8 @@ enum FactoryCommand {
         /// Output directory (a rerun with the same arguments resumes).
         #[arg(long)]
         out: PathBuf,
-        /// Chip profile: p256 (default) or p384.
+        /// Chip profile: p256 (default), p384, or p256-encrypted / p384-encrypted (Generate
+        /// Random and Read answer encrypted, Update takes encrypted data; host C-MAC required).
         #[arg(long, default_value = "p256")]
         profile: String,
     },
@@ -194,6 +195,10 @@ enum ChipCommand {
         /// 7-bit I2C address.
         #[arg(long, default_value = "0x20", value_parser = parse_address)]
         address: u8,
+        /// Command table: `plain` (every command free and in clear) or `encrypted` (Generate
+        /// Random and Read answer encrypted, Update takes encrypted data; host C-MAC required).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "encrypted"])]
+        profile: String,
         #[command(flatten)]
         key: KeyArgs,
     },
@@ -301,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             curve,
             address,
+            profile,
             key,
         }) => {
             let key = chip_cmd::chip_key(key.key_file.as_deref())?;
@@ -308,7 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 CurveArg::P256 => CurveName::P256,
                 CurveArg::P384 => CurveName::P384,
             };
-            let c = chip_cmd::new_chip(&out, curve, address, &key)?;
+            let c = chip_cmd::new_chip(&out, curve, address, profile == "encrypted", &key)?;
             println!("chip {} written to {}", c.serial, out.display());
             println!(
                 "its CA certificate written to {}",

@@ -282,3 +282,42 @@ fn a_new_chip_authenticates_against_its_ca() {
     );
     assert!(!o.status.success(), "{}", text(&o));
 }
+
+/// `chip new --profile encrypted`: `chip inspect` shows the encrypting command table (the
+/// driver's encrypted paths are tested in sesame-host's `encrypted_profile`).
+#[test]
+fn the_encrypted_profile_is_shown_and_used() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(sesame(&["chip", "key", "--out", "k"], d));
+    ok(sesame(
+        &[
+            "chip",
+            "new",
+            "--out",
+            "e.chip",
+            "--key-file",
+            "k",
+            "--profile",
+            "encrypted",
+        ],
+        d,
+    ));
+    let o = ok(sesame(&["chip", "inspect", "e.chip", "--key-file", "k"], d));
+    let shown = text(&o);
+    eprintln!("{shown}");
+    for line in [
+        "GENERATE_RANDOM    AC host C-MAC response encrypted",
+        "READ               AC host C-MAC response encrypted",
+        "UPDATE             AC host C-MAC command encrypted",
+    ] {
+        assert!(shown.contains(line), "{line} missing in {shown}");
+    }
+    // A plain chip has none.
+    ok(sesame(
+        &["chip", "new", "--out", "c.chip", "--key-file", "k"],
+        d,
+    ));
+    let o = ok(sesame(&["chip", "inspect", "c.chip", "--key-file", "k"], d));
+    assert!(text(&o).contains("    (none)"), "{}", text(&o));
+}
