@@ -345,7 +345,10 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
     /// One use of the consumable: decrements the chip's one-way counter (refused by the chip
     /// once it is exhausted) and sends a chip-signed usage report. Returns the uses left.
     pub fn use_consumable(&mut self) -> Result<u32, AgentError> {
-        let remaining = self.se.decrement(layout::USAGE, 0, 1, &[]).map_err(chip)?;
+        let remaining = self
+            .se
+            .decrement(layout::USAGE, 0, 1, &[])
+            .map_err(crate::decrement_error)?;
         let seq = u64::from(layout::USAGE_INITIAL.saturating_sub(remaining));
         let sig = self.sign_message(&protocol::usage_message(
             &self.identity,
@@ -422,7 +425,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         if m.version > floor {
             self.se
                 .decrement(layout::ROLLBACK, 0, m.version - floor, &[])
-                .map_err(chip)?;
+                .map_err(crate::decrement_error)?;
         }
         Ok(Ok(m.version))
     }

@@ -67,6 +67,9 @@ pub enum AgentError {
     Transport(String),
     /// The cloud's answer did not make sense.
     Protocol(String),
+    /// A state-changing command was sent but its answer was lost or damaged: it may have run.
+    /// The string says what may have changed.
+    OutcomeUnknown(&'static str),
 }
 
 impl core::fmt::Display for AgentError {
@@ -80,6 +83,9 @@ impl core::fmt::Display for AgentError {
             } => write!(f, "cloud refused ({status} {code}): {message}"),
             Self::Transport(e) => write!(f, "cannot reach the cloud: {e}"),
             Self::Protocol(e) => write!(f, "unexpected answer from the cloud: {e}"),
+            Self::OutcomeUnknown(what) => {
+                write!(f, "outcome unknown: {what}; read it before retrying")
+            }
         }
     }
 }
@@ -89,6 +95,19 @@ impl std::error::Error for AgentError {}
 pub(crate) fn chip<E: core::fmt::Debug>(e: E) -> AgentError {
     AgentError::Chip(format!("{e:?}"))
 }
+
+/// The error of a Decrement: an unknown outcome is not a failure.
+pub(crate) fn decrement_error<E: core::fmt::Debug>(e: sesame_host::Error<E>) -> AgentError {
+    if e.outcome_unknown() {
+        AgentError::OutcomeUnknown("the counter may have been decremented")
+    } else {
+        chip(e)
+    }
+}
+
+/// Re-reads of a corrupted response before the agent gives up on it (the chip keeps its answer
+/// readable, so a re-read never runs a command twice).
+pub const CRC_REREADS: u8 = 3;
 
 /// A session token from the cloud.
 #[derive(Clone, Debug, Deserialize)]
@@ -164,6 +183,12 @@ pub struct Agent<I2C, D> {
 impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
     /// Initializes the chip (A110 check, command table) and reads its certificate from zone 0.
     pub fn new(mut se: Stsafe<I2C, D>, cloud: &str) -> Result<Self, AgentError> {
+        // A response that fails its CRC is read again (unless the caller chose otherwise).
+        if se.config().crc_rereads == 0 {
+            let mut config = se.config();
+            config.crc_rereads = CRC_REREADS;
+            se.set_config(config);
+        }
         se.init().map_err(chip)?;
         let mut buf = vec![0u8; 2048];
         let n = se.read_certificate(0, &mut buf).map_err(chip)?;

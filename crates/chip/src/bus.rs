@@ -79,6 +79,9 @@ impl embedded_hal::i2c::Error for BusError {
     }
 }
 
+/// Where a bus or server reports what an operator should know (one line each).
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A chip shared between the bus and whoever else holds it (tools, tests).
 pub type SharedChip = Arc<Mutex<Chip>>;
 
@@ -94,6 +97,7 @@ struct Inner {
     faults: Mutex<Option<FaultState>>,
     lease_base: Mutex<Duration>,
     next_client: AtomicU64,
+    log: Mutex<Option<Log>>,
 }
 
 /// An I2C bus with chips on it. Cloning gives another handle to the same bus.
@@ -131,6 +135,7 @@ impl Bus {
                 // Ids handed out by the bus have the top bit set, apart from identities that
                 // clients choose themselves (protocol.md §10.2).
                 next_client: AtomicU64::new(1 << 63),
+                log: Mutex::new(None),
             }),
         }
     }
@@ -168,6 +173,30 @@ impl Bus {
             .unwrap_or_else(|e| e.into_inner()) = base;
         for chip in self.chips().iter() {
             lock(chip).set_lease_base(base);
+        }
+    }
+
+    /// Reports storage failures (which chip, which command, the OS error) to `log`.
+    pub fn set_log(&self, log: Option<Log>) {
+        *self.inner.log.lock().unwrap_or_else(|e| e.into_inner()) = log;
+    }
+
+    fn report(&self, chip: &mut Chip) {
+        if let Some(f) = chip.take_storage_failure() {
+            if let Some(log) = self
+                .inner
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                log(&format!(
+                    "chip {}: {:?} not stored, error status answered: {}",
+                    crate::chip::hex(&chip.serial()),
+                    f.command,
+                    f.error
+                ));
+            }
         }
     }
 
@@ -231,7 +260,7 @@ impl Bus {
         if fault != WriteFault::Nack && fault != WriteFault::CutBefore {
             chip.check_write(client, now).map_err(BusError::Nack)?;
         }
-        match fault {
+        let r = match fault {
             WriteFault::Nack => Err(BusError::Nack(Nack::Busy)),
             WriteFault::CutBefore => {
                 chip.power_cycle();
@@ -248,7 +277,9 @@ impl Bus {
                 r.map_err(BusError::Nack)
             }
             WriteFault::None => chip.write_as(client, bytes, now).map_err(BusError::Nack),
-        }
+        };
+        self.report(&mut chip);
+        r
     }
 
     /// One read transaction from `client`.

@@ -62,6 +62,17 @@ pub struct Chip {
     /// (the host reads where it wrote), until the next write.
     answer_address: Option<u8>,
     lease: Lease,
+    storage_failure: Option<StorageFailure>,
+}
+
+/// A command whose new state could not be stored: the chip answered an error status (0x05, or
+/// 0x01 for a C-MAC counter) and kept its old state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageFailure {
+    /// The command.
+    pub command: CommandCode,
+    /// The storage's error (with the OS error).
+    pub error: String,
 }
 
 impl core::fmt::Debug for Chip {
@@ -87,6 +98,7 @@ impl Chip {
             .map_err(|e| match e.kind {
                 crate::StorageErrorKind::Corrupted => ImageError::Corrupted(e.message),
                 crate::StorageErrorKind::Io => ImageError::Storage(e.message),
+                crate::StorageErrorKind::WrongChip => ImageError::WrongChip(e.message),
             })?
             .ok_or(ImageError::Missing)?;
         let nvm = image::decode(&bytes)?;
@@ -107,6 +119,7 @@ impl Chip {
             address,
             answer_address: None,
             lease: Lease::default(),
+            storage_failure: None,
         }
     }
 
@@ -168,6 +181,12 @@ impl Chip {
         }
         .process(frame);
         self.pending = outcome.response;
+        if let Some(error) = self.vol.storage_failure.take() {
+            self.storage_failure = Some(StorageFailure {
+                command: outcome.code,
+                error,
+            });
+        }
         if self.vol.reset {
             self.vol.reset = false;
             let new = I2cParameters::from_bytes(self.nvm.i2c).address;
@@ -263,6 +282,11 @@ impl Chip {
     /// The lease base in force.
     pub fn lease_base(&self) -> Duration {
         self.lease.base()
+    }
+
+    /// The last storage failure not yet taken, for the bus to log.
+    pub fn take_storage_failure(&mut self) -> Option<StorageFailure> {
+        self.storage_failure.take()
     }
 
     /// Loses the pending response (fault injection: the answer never reaches the host).

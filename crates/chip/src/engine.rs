@@ -31,6 +31,8 @@ pub(crate) struct Volatile {
     pub password_ok: bool,
     pub hibernate: Option<u8>,
     pub reset: bool,
+    /// Why the last command's state could not be stored, for the adapter to report.
+    pub storage_failure: Option<String>,
 }
 
 /// What a command handler works on.
@@ -89,9 +91,10 @@ fn error_frame(status: Status) -> Vec<u8> {
 impl Engine<'_> {
     fn persist(&mut self) -> Result<(), Status> {
         let bytes = image::encode(self.nvm);
-        self.storage
-            .store(&bytes)
-            .map_err(|_| Status::UNEXPECTED_ERROR)
+        self.storage.store(&bytes).map_err(|e| {
+            self.vol.storage_failure = Some(e.message);
+            Status::UNEXPECTED_ERROR
+        })
     }
 
     /// Processes one command frame and returns the response frame.
@@ -173,8 +176,11 @@ impl Engine<'_> {
         match result {
             Ok(resp) => Ok(resp),
             Err(status) => {
+                // The state rolls back; the reason a store failed is still to be reported.
+                let failure = self.vol.storage_failure.take();
                 *self.nvm = nvm_before;
                 *self.vol = vol_before;
+                self.vol.storage_failure = failure;
                 Err(status)
             }
         }

@@ -14,8 +14,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub trait Fs: Send {
     /// Reads a whole file; `Ok(None)` if it does not exist.
     fn read(&mut self, path: &Path) -> std::io::Result<Option<Vec<u8>>>;
-    /// Creates or truncates `path` and writes `data` (not yet durable).
+    /// Creates (mode 0600) or truncates `path` and writes `data` (not yet durable).
     fn write(&mut self, path: &Path, data: &[u8]) -> std::io::Result<()>;
+    /// Gives `new` the permissions of `old` if `old` exists (a replaced image keeps its mode).
+    fn keep_mode(&mut self, _old: &Path, _new: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
     /// Makes a file's data durable.
     fn sync(&mut self, path: &Path) -> std::io::Result<()>;
     /// Atomically renames `from` over `to` (durable once the directory is synced).
@@ -38,7 +42,23 @@ impl Fs for StdFs {
     }
 
     fn write(&mut self, path: &Path, data: &[u8]) -> std::io::Result<()> {
-        std::fs::File::create(path)?.write_all(data)
+        use std::os::unix::fs::OpenOptionsExt;
+        // A new image holds a chip's secrets (sealed): owner only.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?
+            .write_all(data)
+    }
+
+    fn keep_mode(&mut self, old: &Path, new: &Path) -> std::io::Result<()> {
+        match std::fs::metadata(old) {
+            Ok(m) => std::fs::set_permissions(new, m.permissions()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn sync(&mut self, path: &Path) -> std::io::Result<()> {

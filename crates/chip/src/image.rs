@@ -25,6 +25,8 @@ pub enum ImageError {
     UnsupportedVersion(u16),
     /// The storage failed.
     Storage(String),
+    /// The image is another chip's.
+    WrongChip(String),
 }
 
 impl core::fmt::Display for ImageError {
@@ -34,6 +36,7 @@ impl core::fmt::Display for ImageError {
             Self::Corrupted(why) => write!(f, "corrupted chip image: {why}"),
             Self::UnsupportedVersion(v) => write!(f, "chip image format {v} is not supported"),
             Self::Storage(why) => write!(f, "cannot read chip image: {why}"),
+            Self::WrongChip(why) => write!(f, "refused chip image: {why}"),
         }
     }
 }
@@ -64,6 +67,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Nvm, ImageError> {
     }
     validate(&nvm).map_err(|why| ImageError::Corrupted(why.into()))?;
     Ok(nvm)
+}
+
+/// The serial of the chip in a plain image, if it decodes.
+pub(crate) fn serial_of(bytes: &[u8]) -> Option<[u8; 9]> {
+    decode(bytes).ok().map(|n| n.product.serial)
 }
 
 /// The invariants every image, and every state the engine reaches, must keep.

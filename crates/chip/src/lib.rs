@@ -25,6 +25,7 @@ mod image;
 mod inspect;
 mod keys;
 mod lease;
+mod lock;
 mod perso;
 mod rng;
 mod seal;
@@ -35,17 +36,21 @@ mod timing;
 #[cfg(feature = "test-keys")]
 pub mod vectors;
 
-pub use bus::{Bus, BusDevice, BusError, Clock, SharedChip, SimClock, SystemClock};
-pub use chip::{Chip, ChipOptions, Nack};
+pub use bus::{Bus, BusDevice, BusError, Clock, Log, SharedChip, SimClock, SystemClock};
+pub use chip::{Chip, ChipOptions, Nack, StorageFailure};
 pub use faults::{FaultStats, Faults};
 pub use fs::{Fs, SimFs, StdFs};
 pub use image::{ImageError, NVM_SIZE};
 pub use inspect::{Inspection, KeyView, ZoneView};
 pub use keys::{CurveName, PublicKeyBytes};
 pub use lease::{ClientId, DEFAULT_LEASE_BASE, LEASE_FACTOR, LOCAL_CLIENT};
+pub use lock::ImageLock;
 pub use perso::{ChipConfig, Fab, PersoError, ZoneSpec};
-pub use seal::{seal, unseal, KeyError, SealKey, Sealed, KEY_ENV, SEALED_MAGIC};
-pub use state::{default_command_policy, zone_ac, CommandPolicy, ProductData, UNLIMITED};
+pub use seal::{seal, sealed_serial, unseal, KeyError, SealKey, Sealed, KEY_ENV, SEALED_MAGIC};
+pub use state::{
+    default_command_policy, encrypted_command_policy, zone_ac, CommandPolicy, ProductData,
+    UNLIMITED,
+};
 pub use storage::{FileStorage, MemStorage, Storage, StorageError, StorageErrorKind};
 pub use timing::processing_time;
 

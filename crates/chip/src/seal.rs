@@ -2,18 +2,22 @@
 //! at start (`SESAME_CHIP_KEY` as 64 hex digits, or a key file), so a copied image file reveals
 //! no key and cannot be altered undetected.
 //!
-//! Format: `"SESAMES1" | nonce(12) | ciphertext || tag(16)`, the magic as associated data. A
-//! fresh random nonce per write.
+//! Format: `"SESAMES2" | serial(9) | nonce(12) | ciphertext || tag(16)`; the associated data is
+//! the magic, the NVM format version and the chip's serial, so an image is bound to its chip: a
+//! file copied over another chip's image is refused ([`Sealed::for_chip`]), and the serial in
+//! the clear cannot be edited. A fresh random nonce per write.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
-use crate::{Storage, StorageError};
+use crate::{Storage, StorageError, StorageErrorKind};
 
 /// Magic of a sealed image.
-pub const SEALED_MAGIC: &[u8; 8] = b"SESAMES1";
+pub const SEALED_MAGIC: &[u8; 8] = b"SESAMES2";
+/// Magic of images sealed before the seal named the chip.
+const LEGACY_MAGIC: &[u8; 8] = b"SESAMES1";
 const NONCE: usize = 12;
 
 /// The environment variable holding the sealing key (64 hex digits).
@@ -98,70 +102,164 @@ impl SealKey {
     }
 }
 
-/// Seals a plain image.
-pub fn seal(key: &SealKey, plain: &[u8]) -> Vec<u8> {
+/// The associated data of a version-2 seal: the magic, the NVM format version and the serial.
+fn aad(serial: &[u8; 9]) -> [u8; 19] {
+    let mut a = [0u8; 19];
+    a[..8].copy_from_slice(SEALED_MAGIC);
+    a[8..10].copy_from_slice(&crate::image::VERSION.to_be_bytes());
+    a[10..].copy_from_slice(serial);
+    a
+}
+
+fn hex9(s: &[u8; 9]) -> String {
+    crate::chip::hex(s)
+}
+
+/// Seals a plain image of the chip `serial`: `"SESAMES2" | serial(9) | nonce(12) | ct || tag`,
+/// with the magic, the NVM format version and the serial as associated data, so the serial in
+/// the clear cannot be changed and an image cannot pass for another chip's.
+pub fn seal(key: &SealKey, serial: &[u8; 9], plain: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE];
     OsRng.fill_bytes(&mut nonce);
+    let aad = aad(serial);
     let payload = Payload {
         msg: plain,
-        aad: SEALED_MAGIC,
+        aad: &aad,
     };
     // Encryption with a valid key and in-memory buffers cannot fail.
     let ct = key
         .cipher()
         .encrypt(Nonce::from_slice(&nonce), payload)
         .unwrap_or_default();
-    let mut out = Vec::with_capacity(8 + NONCE + ct.len());
+    let mut out = Vec::with_capacity(8 + 9 + NONCE + ct.len());
     out.extend_from_slice(SEALED_MAGIC);
+    out.extend_from_slice(serial);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
     out
 }
 
-/// Opens a sealed image: truncated, altered or foreign bytes are all [`StorageError::corrupted`].
-pub fn unseal(key: &SealKey, sealed: &[u8]) -> Result<Vec<u8>, StorageError> {
-    if sealed.len() < 8 + NONCE + 16 {
+/// The chip serial a sealed image names in its header (not yet authenticated), if any.
+pub fn sealed_serial(sealed: &[u8]) -> Option<[u8; 9]> {
+    (sealed.get(..8) == Some(SEALED_MAGIC.as_slice()))
+        .then(|| sealed.get(8..17)?.try_into().ok())
+        .flatten()
+}
+
+/// Opens a sealed image: truncated, altered or foreign bytes are all [`StorageError::corrupted`];
+/// an image of another chip than `expected` is [`StorageErrorKind::WrongChip`]. Images sealed by
+/// earlier versions (`"SESAMES1"`, magic-only associated data) still open; the next write
+/// seals them in the current format.
+pub fn unseal(
+    key: &SealKey,
+    sealed: &[u8],
+    expected: Option<&[u8; 9]>,
+) -> Result<Vec<u8>, StorageError> {
+    let legacy = sealed.get(..8) == Some(LEGACY_MAGIC.as_slice());
+    let header = if legacy { 8 } else { 8 + 9 };
+    if sealed.len() < header + NONCE + 16 {
         return Err(StorageError::corrupted(
             "image truncated (shorter than its seal)",
         ));
     }
-    if &sealed[..8] != SEALED_MAGIC {
+    if !legacy && &sealed[..8] != SEALED_MAGIC {
         return Err(StorageError::corrupted("not a sealed sesame chip image"));
     }
-    let payload = Payload {
-        msg: &sealed[8 + NONCE..],
-        aad: SEALED_MAGIC,
+    let named: Option<[u8; 9]> = sealed_serial(sealed);
+    if let (Some(named), Some(expected)) = (named, expected) {
+        if &named != expected {
+            return Err(wrong_chip(&named, expected));
+        }
+    }
+    let aad = match &named {
+        Some(serial) => aad(serial).to_vec(),
+        None => LEGACY_MAGIC.to_vec(),
     };
-    key.cipher()
-        .decrypt(Nonce::from_slice(&sealed[8..8 + NONCE]), payload)
+    let payload = Payload {
+        msg: &sealed[header + NONCE..],
+        aad: &aad,
+    };
+    let plain = key
+        .cipher()
+        .decrypt(Nonce::from_slice(&sealed[header..header + NONCE]), payload)
         .map_err(|_| {
-            StorageError::corrupted("image fails authentication: damaged, truncated or wrong key")
-        })
+            StorageError::corrupted(
+                "image fails authentication: damaged, truncated, altered or wrong key",
+            )
+        })?;
+    // The sealed serial is the chip's own (checked for legacy images, which name none).
+    let inner = crate::image::serial_of(&plain);
+    if let (Some(inner), Some(want)) = (inner, named.as_ref().or(expected)) {
+        if &inner != want {
+            return Err(wrong_chip(&inner, want));
+        }
+    }
+    Ok(plain)
 }
 
-/// A storage whose images are sealed under a key.
+fn wrong_chip(found: &[u8; 9], expected: &[u8; 9]) -> StorageError {
+    StorageError {
+        kind: StorageErrorKind::WrongChip,
+        message: format!(
+            "this is chip {}'s image, not chip {}'s (a swapped or copied image)",
+            hex9(found),
+            hex9(expected)
+        ),
+    }
+}
+
+/// A storage whose images are sealed under a key, bound to one chip.
 #[derive(Debug)]
 pub struct Sealed<S> {
     inner: S,
     key: SealKey,
+    /// The chip this storage holds: given, or learned from the first image loaded or stored.
+    serial: Option<[u8; 9]>,
 }
 
 impl<S: Storage> Sealed<S> {
-    /// Seals what `inner` stores.
+    /// Seals what `inner` stores; the chip is the one whose image is loaded (or stored) first.
     pub fn new(inner: S, key: SealKey) -> Self {
-        Self { inner, key }
+        Self {
+            inner,
+            key,
+            serial: None,
+        }
+    }
+
+    /// Like [`Sealed::new`], but an image of any chip other than `serial` is refused
+    /// ([`StorageErrorKind::WrongChip`]).
+    pub fn for_chip(inner: S, key: SealKey, serial: [u8; 9]) -> Self {
+        Self {
+            inner,
+            key,
+            serial: Some(serial),
+        }
     }
 }
 
 impl<S: Storage> Storage for Sealed<S> {
     fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
         match self.inner.load()? {
-            Some(sealed) => unseal(&self.key, &sealed).map(Some),
+            Some(sealed) => {
+                let plain = unseal(&self.key, &sealed, self.serial.as_ref())?;
+                if self.serial.is_none() {
+                    self.serial = crate::image::serial_of(&plain);
+                }
+                Ok(Some(plain))
+            }
             None => Ok(None),
         }
     }
 
     fn store(&mut self, image: &[u8]) -> Result<(), StorageError> {
-        self.inner.store(&seal(&self.key, image))
+        let serial = crate::image::serial_of(image)
+            .ok_or_else(|| StorageError::corrupted("refusing to seal an undecodable image"))?;
+        match &self.serial {
+            Some(s) if s != &serial => return Err(wrong_chip(&serial, s)),
+            Some(_) => {}
+            None => self.serial = Some(serial),
+        }
+        self.inner.store(&seal(&self.key, &serial, image))
     }
 }

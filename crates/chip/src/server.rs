@@ -50,8 +50,7 @@ pub const MAX_TRANSFER: usize = 1024;
 /// Stack of a connection's thread: a command's crypto runs on it, nothing large lives there.
 const CLIENT_STACK: usize = 256 * 1024;
 
-/// Where the server reports what an operator should know (stderr by default).
-pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+pub use crate::bus::Log;
 
 /// Limits and reporting of a server.
 #[derive(Clone)]

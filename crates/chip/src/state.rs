@@ -186,6 +186,25 @@ pub fn default_command_policy() -> Vec<CommandPolicy> {
         .collect()
 }
 
+/// A table that uses the host secure channel's encryption (protocol.md §6.5, §6.6): Generate
+/// Random and Read answer encrypted (random bytes and zone contents never cross the bus in the
+/// clear), Update takes its data encrypted; each of them needs the host C-MAC. Everything else
+/// is free and plain, as in [`default_command_policy`].
+pub fn encrypted_command_policy() -> Vec<CommandPolicy> {
+    use sesame_wire::resp::{ENC_COMMAND, ENC_RESPONSE};
+    let mut table = default_command_policy();
+    for p in &mut table {
+        let encryption = match CommandCode(p.code) {
+            CommandCode::GENERATE_RANDOM | CommandCode::READ => ENC_RESPONSE,
+            CommandCode::UPDATE => ENC_COMMAND,
+            _ => continue,
+        };
+        p.ac = command_ac::HOST;
+        p.encryption = encryption;
+    }
+    table
+}
+
 /// The whole NVM.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Nvm {

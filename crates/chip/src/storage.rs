@@ -25,6 +25,8 @@ pub enum StorageErrorKind {
     Io,
     /// The stored bytes are damaged, truncated or sealed under another key.
     Corrupted,
+    /// The image is another chip's (a swapped or copied file).
+    WrongChip,
 }
 
 impl StorageError {
@@ -131,12 +133,24 @@ impl Storage for MemStorage {
 pub struct FileStorage<F: Fs = StdFs> {
     path: PathBuf,
     fs: F,
+    lock: Option<crate::lock::ImageLock>,
 }
 
 impl FileStorage<StdFs> {
     /// Storage at `path` on the real file system (the file may not exist yet).
     pub fn new(path: impl AsRef<Path>) -> Self {
         Self::with_fs(path, StdFs)
+    }
+
+    /// Storage at `path` owned by this process alone: holds the image's lock
+    /// ([`ImageLock`](crate::ImageLock)) for as long as the storage lives, or fails with a
+    /// message naming the lock if another process has it.
+    pub fn exclusive(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let lock = crate::lock::ImageLock::acquire(path.as_ref())?;
+        Ok(Self {
+            lock: Some(lock),
+            ..Self::new(path)
+        })
     }
 }
 
@@ -146,12 +160,18 @@ impl<F: Fs> FileStorage<F> {
         Self {
             path: path.as_ref().to_path_buf(),
             fs,
+            lock: None,
         }
     }
 
     /// The image file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The lock held, if the storage was opened [`FileStorage::exclusive`].
+    pub fn lock(&self) -> Option<&crate::lock::ImageLock> {
+        self.lock.as_ref()
     }
 
     fn tmp(&self) -> PathBuf {
@@ -181,6 +201,7 @@ impl<F: Fs> Storage for FileStorage<F> {
     fn store(&mut self, image: &[u8]) -> Result<(), StorageError> {
         let (tmp, dir, path) = (self.tmp(), self.dir(), self.path.clone());
         self.fs.write(&tmp, image).map_err(|e| io(&tmp, e))?;
+        self.fs.keep_mode(&path, &tmp).map_err(|e| io(&tmp, e))?;
         self.fs.sync(&tmp).map_err(|e| io(&tmp, e))?;
         self.fs.rename(&tmp, &path).map_err(|e| io(&path, e))?;
         self.fs.sync_dir(&dir).map_err(|e| io(&dir, e))

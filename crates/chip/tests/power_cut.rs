@@ -246,6 +246,7 @@ fn damaged_images_are_refused_never_reset() {
     let plain = unseal(
         &key,
         &FileStorage::with_fs(IMG, base).load().unwrap().unwrap(),
+        None,
     )
     .unwrap();
     // An unsealed image is refused by a sealed store: no silent downgrade.

@@ -217,7 +217,13 @@ where
         host_keys: Option<PathBuf>,
         json: bool,
     ) -> Result<Self> {
-        let mut se = Stsafe::new(i2c, StdDelay, address);
+        // A response that fails its CRC is read again: the chip keeps it readable, so a re-read
+        // never runs a command twice, and a decrement is not reported lost for a bit flip.
+        let config = sesame_host::Config {
+            crc_rereads: sesame_agent::CRC_REREADS,
+            ..sesame_host::Config::default()
+        };
+        let mut se = Stsafe::with_config(i2c, StdDelay, address, config);
         let product = se
             .init()
             .with_context(|| format!("no STSAFE-A110 answers at 0x{address:02X} on {place}"))?;

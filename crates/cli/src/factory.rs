@@ -186,6 +186,8 @@ struct Material {
     command_key: Vec<u8>,
     firmware_key: Vec<u8>,
     curve: CurveName,
+    /// Encrypting command table (`*-encrypted` profiles).
+    encrypted: bool,
 }
 
 /// The host keys of one chip, as the device maker's MCU firmware needs them.
@@ -204,6 +206,9 @@ fn make_chip(m: &Material) -> Result<(String, Vec<u8>, HostKeyLine, ManifestLine
     let serial_hex = hex::encode_upper(serial);
     let mut config = ChipConfig::new(serial);
     config.zones = layout();
+    if m.encrypted {
+        config.policy = sesame_chip::encrypted_command_policy();
+    }
     let mem = MemStorage::new();
     let mut fab = Fab::new(config, Box::new(mem.clone()), ChipOptions::default())?;
     let public = fab.generate_key(0, m.curve)?;
@@ -226,7 +231,7 @@ fn make_chip(m: &Material) -> Result<(String, Vec<u8>, HostKeyLine, ManifestLine
     let image = mem
         .image()
         .ok_or_else(|| anyhow!("chip produced no image"))?;
-    let sealed = sesame_chip::seal(&m.chip_key, &image);
+    let sealed = sesame_chip::seal(&m.chip_key, &serial, &image);
     let host_keys = HostKeyLine {
         serial: serial_hex.clone(),
         mac: hex::encode(mac),
@@ -419,10 +424,12 @@ pub fn personalize(
             "--count {count} is more than one batch may hold ({MAX_BATCH}); split the order into batches"
         )));
     }
-    let curve = match profile {
-        "p256" | "default" => CurveName::P256,
-        "p384" => CurveName::P384,
-        _ => bail!("unknown profile '{profile}' (p256, p384)"),
+    let (curve, encrypted) = match profile {
+        "p256" | "default" => (CurveName::P256, false),
+        "p384" => (CurveName::P384, false),
+        "p256-encrypted" | "encrypted" => (CurveName::P256, true),
+        "p384-encrypted" => (CurveName::P384, true),
+        _ => bail!("unknown profile '{profile}' (p256, p384, p256-encrypted, p384-encrypted)"),
     };
     let d = FactoryDir(dir.to_path_buf());
     let m = Material {
@@ -432,6 +439,7 @@ pub fn personalize(
         command_key: public_point(&d.command_pub())?,
         firmware_key: public_point(&d.firmware_pub())?,
         curve,
+        encrypted,
     };
     let info = BatchInfo {
         family: family.into(),

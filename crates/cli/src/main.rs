@@ -19,7 +19,6 @@ mod factory_tls;
 mod files;
 mod firmware;
 mod fleet;
-mod selfcert;
 mod serve_check;
 mod sim;
 mod vocab;
@@ -157,7 +156,8 @@ enum FactoryCommand {
         /// Output directory (a rerun with the same arguments resumes).
         #[arg(long)]
         out: PathBuf,
-        /// Chip profile: p256 (default) or p384.
+        /// Chip profile: p256 (default), p384, or p256-encrypted / p384-encrypted (Generate
+        /// Random and Read answer encrypted, Update takes encrypted data; host C-MAC required).
         #[arg(long, default_value = "p256")]
         profile: String,
     },
@@ -220,7 +220,7 @@ enum ChipCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Make a ready chip image: key generated inside, self-signed certificate in zone 0.
+    /// Make a ready chip image: key generated inside, certificate from the chip's own CA in zone 0.
     New {
         /// Image file to create (refuses to overwrite).
         #[arg(long)]
@@ -231,6 +231,10 @@ enum ChipCommand {
         /// 7-bit I2C address.
         #[arg(long, default_value = "0x20", value_parser = parse_address)]
         address: u8,
+        /// Command table: `plain` (every command free and in clear) or `encrypted` (Generate
+        /// Random and Read answer encrypted, Update takes encrypted data; host C-MAC required).
+        #[arg(long, default_value = "plain", value_parser = ["plain", "encrypted"])]
+        profile: String,
         #[command(flatten)]
         key: KeyArgs,
     },
@@ -368,6 +372,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             curve,
             address,
+            profile,
             key,
         }) => {
             let key = chip_cmd::chip_key(key.key_file.as_deref())?;
@@ -375,8 +380,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 CurveArg::P256 => CurveName::P256,
                 CurveArg::P384 => CurveName::P384,
             };
-            let c = chip_cmd::new_chip(&out, curve, address, &key)?;
+            let c = chip_cmd::new_chip(&out, curve, address, profile == "encrypted", &key)?;
             outln!("chip {} written to {}", c.serial, out.display());
+            outln!(
+                "its CA certificate written to {}",
+                chip_cmd::ca_path(&out).display()
+            );
             outln!(
                 "host keys written to {}",
                 chip_cmd::host_keys_path(&out).display()

@@ -91,9 +91,15 @@ fn stale_socket_replaced_live_server_and_other_files_refused() {
     assert!(sock.exists());
     let live = start(d, &sock);
 
-    // A second server on a live socket: refused, and the first one keeps its socket.
+    // A second server (of another chip) on a live socket: refused, and the first one keeps
+    // its socket.
+    ok(sesame(
+        &["chip", "new", "--out", "b.chip", "--key-file", "k"],
+        d,
+    ));
     let args = serve_args(&sock);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args[3] = "b.chip";
     fails(sesame(&args, d), "a server is already listening on");
     assert!(std::os::unix::net::UnixStream::connect(&sock).is_ok());
     signal(&live, Signal::TERM);
@@ -103,4 +109,215 @@ fn stale_socket_replaced_live_server_and_other_files_refused() {
     std::fs::write(&sock, b"not a socket").unwrap();
     fails(sesame(&args, d), "exists and is not a socket");
     assert_eq!(std::fs::read(&sock).unwrap(), b"not a socket");
+}
+
+#[test]
+fn one_owner_per_image() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    new_chip(d);
+    let sock = d.join("bus.sock");
+    let server = start(d, &sock);
+
+    // A second server of the same image (on another socket) is refused, naming the lock.
+    let other = d.join("other.sock");
+    let args = serve_args(&other);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = fails(sesame(&args, d), "holds its lock");
+    assert!(text(&o).contains("c.chip.lock"), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("process {}", server.id())),
+        "{}",
+        text(&o)
+    );
+    // So is a device command on the image itself; inspecting it is fine.
+    fails(
+        sesame(
+            &[
+                "device",
+                "random",
+                "8",
+                "--image",
+                "c.chip",
+                "--key-file",
+                "k",
+            ],
+            d,
+        ),
+        "holds its lock c.chip.lock",
+    );
+    ok(sesame(&["chip", "inspect", "c.chip", "--key-file", "k"], d));
+
+    signal(&server, Signal::TERM);
+    assert!(server.wait_with_output().unwrap().status.success());
+    // Once the server is gone the image is free again.
+    ok(sesame(
+        &["device", "info", "--image", "c.chip", "--key-file", "k"],
+        d,
+    ));
+}
+
+/// An image copied over another chip's is refused, by `chip serve` and by `device --image`;
+/// the images' modes survive writes.
+#[test]
+fn a_swapped_image_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    new_chip(d);
+    ok(sesame(
+        &["chip", "new", "--out", "b.chip", "--key-file", "k"],
+        d,
+    ));
+    let mode = |f: &str| std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("c.chip"), 0o600);
+    // A decrement writes the image: its mode is kept.
+    std::fs::set_permissions(d.join("b.chip"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    ok(sesame(
+        &[
+            "device",
+            "counter",
+            "decrement",
+            "--zone",
+            "4",
+            "--amount",
+            "1",
+            "--image",
+            "b.chip",
+            "--key-file",
+            "k",
+        ],
+        d,
+    ));
+    assert_eq!(mode("b.chip"), 0o640);
+    let b_serial = |d: &Path| -> String {
+        let keys = std::fs::read_to_string(d.join("b.chip.host-keys.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&keys).unwrap()["serial"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let c_keys = std::fs::read_to_string(d.join("c.chip.host-keys.json")).unwrap();
+    let c_serial = serde_json::from_str::<serde_json::Value>(&c_keys).unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    std::fs::copy(d.join("c.chip"), d.join("b.chip")).unwrap();
+    let msg = format!(
+        "this is chip {c_serial}'s image, not chip {}'s",
+        b_serial(d)
+    );
+    fails(
+        sesame(
+            &["device", "info", "--image", "b.chip", "--key-file", "k"],
+            d,
+        ),
+        &msg,
+    );
+    let sock = d.join("bus.sock");
+    let args = [
+        "chip",
+        "serve",
+        "--image",
+        "b.chip",
+        "--key-file",
+        "k",
+        "--listen",
+    ];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.push(format!("unix:{}", sock.display()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails(sesame(&args, d), &msg);
+    // The original still opens.
+    ok(sesame(
+        &["device", "info", "--image", "c.chip", "--key-file", "k"],
+        d,
+    ));
+}
+
+/// `chip new` issues the chip's certificate from a CA of its own, written beside the image:
+/// chain-checking hosts (`device authenticate --ca`) accept the chip, over the bus too.
+#[test]
+fn a_new_chip_authenticates_against_its_ca() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    new_chip(d);
+    let ca = std::fs::read_to_string(d.join("c.chip.ca.pem")).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let o = ok(sesame(
+        &[
+            "device",
+            "authenticate",
+            "--ca",
+            "c.chip.ca.pem",
+            "--image",
+            "c.chip",
+            "--key-file",
+            "k",
+            "--json",
+        ],
+        d,
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["authenticated"], true, "{v}");
+    // Another chip's CA does not vouch for this one.
+    ok(sesame(
+        &["chip", "new", "--out", "b.chip", "--key-file", "k"],
+        d,
+    ));
+    let o = sesame(
+        &[
+            "device",
+            "authenticate",
+            "--ca",
+            "b.chip.ca.pem",
+            "--image",
+            "c.chip",
+            "--key-file",
+            "k",
+            "--json",
+        ],
+        d,
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+}
+
+/// `chip new --profile encrypted`: `chip inspect` shows the encrypting command table (the
+/// driver's encrypted paths are tested in sesame-host's `encrypted_profile`).
+#[test]
+fn the_encrypted_profile_is_shown_and_used() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(sesame(&["chip", "key", "--out", "k"], d));
+    ok(sesame(
+        &[
+            "chip",
+            "new",
+            "--out",
+            "e.chip",
+            "--key-file",
+            "k",
+            "--profile",
+            "encrypted",
+        ],
+        d,
+    ));
+    let o = ok(sesame(&["chip", "inspect", "e.chip", "--key-file", "k"], d));
+    let shown = text(&o);
+    eprintln!("{shown}");
+    for line in [
+        "GENERATE_RANDOM    AC host C-MAC response encrypted",
+        "READ               AC host C-MAC response encrypted",
+        "UPDATE             AC host C-MAC command encrypted",
+    ] {
+        assert!(shown.contains(line), "{line} missing in {shown}");
+    }
+    // A plain chip has none.
+    ok(sesame(
+        &["chip", "new", "--out", "c.chip", "--key-file", "k"],
+        d,
+    ));
+    let o = ok(sesame(&["chip", "inspect", "c.chip", "--key-file", "k"], d));
+    assert!(text(&o).contains("    (none)"), "{}", text(&o));
 }

@@ -53,7 +53,10 @@ fn chip_new_inspect_and_refusals() {
     );
     assert_eq!(v["zones"][4]["counter"], 1_000_000);
     let cert = &v["certificate"];
-    assert_eq!(cert["issuer"], cert["subject"]);
+    // Issued by the chip's own CA (written beside the image).
+    let serial = v["serial"].as_str().unwrap();
+    assert_eq!(cert["subject"], format!("CN={serial},O=sesame"));
+    assert_eq!(cert["issuer"], format!("CN=chip {serial} CA,O=sesame"));
     assert!(cert["not_after"]
         .as_str()
         .unwrap()

@@ -55,7 +55,7 @@ fn every_subcommand_on_an_image() {
     assert_eq!(info["host_keys"]["present"], true);
     let cert = &info["certificate"];
     assert!(cert["subject"].as_str().unwrap().contains(&serial));
-    assert_eq!(cert["subject"], cert["issuer"]);
+    assert_eq!(cert["issuer"], format!("CN=chip {serial} CA,O=sesame"));
     let human = text(&ok(dev(d, &["info"], false)));
     assert!(
         human.contains(&serial) && human.contains("OPERATIONAL"),
@@ -223,9 +223,14 @@ fn every_subcommand_on_an_image() {
         "none.pem",
     );
 
-    // The self-signed `chip new` certificate is not a CA: the peer flow refuses it as one.
-    let o = fails(dev(d, &["authenticate", "--ca", "c.der"], true), "not a CA");
-    assert_eq!(json(&o)["reason"], "IssuerNotCa");
+    // The chip's own certificate does not vouch for itself; its CA (beside the image) does.
+    let o = fails(
+        dev(d, &["authenticate", "--ca", "c.der"], true),
+        "not issued by this CA",
+    );
+    assert_eq!(json(&o)["reason"], "WrongIssuer");
+    let o = ok(dev(d, &["authenticate", "--ca", "c.chip.ca.pem"], true));
+    assert_eq!(json(&o)["authenticated"], true);
 }
 
 #[test]

@@ -300,7 +300,8 @@ impl Service {
             Standing::Good => Ok(Accepted { leaf, owner }),
             Standing::Revoked => Err(fail(Reason::Revoked)),
             Standing::FamilyRevoked => Err(fail(Reason::FamilyRevoked)),
-            Standing::Untrusted => Err(fail(Reason::Expired)),
+            Standing::Expired => Err(fail(Reason::Expired)),
+            Standing::Untrusted => Err(Reason::NotEnrolled.into()),
         }
     }
 
@@ -460,6 +461,7 @@ impl Service {
             Standing::Good => {}
             Standing::Revoked => return Err(fail(Reason::Revoked)),
             Standing::FamilyRevoked => return Err(fail(Reason::FamilyRevoked)),
+            Standing::Expired => return Err(fail(Reason::Expired)),
             Standing::Untrusted => return Err(fail(Reason::NotEnrolled)),
         }
         let public_key = hex::decode(&row.public_key).unwrap_or_default();
@@ -578,7 +580,8 @@ impl Service {
             Standing::Good => Ok(()),
             Standing::Revoked => Err(Reason::Revoked),
             Standing::FamilyRevoked => Err(Reason::FamilyRevoked),
-            Standing::Untrusted => Err(Reason::Expired),
+            Standing::Expired => Err(Reason::Expired),
+            Standing::Untrusted => Err(Reason::NotEnrolled),
         }
     }
 

@@ -71,7 +71,9 @@ pub enum Standing {
     Revoked,
     /// Its family is revoked.
     FamilyRevoked,
-    /// Its family is no longer enrolled, or its family or root is outside its validity.
+    /// Its family CA or root is outside its validity period.
+    Expired,
+    /// Its family is no longer enrolled, or its root no longer trusted.
     Untrusted,
 }
 
@@ -130,17 +132,18 @@ impl Trust {
         if owner.starts_with(CERT_OWNER) {
             return Standing::Good;
         }
-        match self.family(owner) {
-            Some(f) if f.row.revoked => Standing::FamilyRevoked,
-            Some(f) if f.ca.valid_at(now) && self.root_valid(&f.row.root, now) => Standing::Good,
-            _ => Standing::Untrusted,
+        let Some(f) = self.family(owner) else {
+            return Standing::Untrusted;
+        };
+        let Some(root) = self.roots.iter().find(|(r, _)| r.fingerprint == f.row.root) else {
+            return Standing::Untrusted;
+        };
+        if f.row.revoked {
+            Standing::FamilyRevoked
+        } else if f.ca.valid_at(now) && root.1.valid_at(now) {
+            Standing::Good
+        } else {
+            Standing::Expired
         }
-    }
-
-    /// True when the root with this fingerprint is trusted and valid at `now`.
-    pub fn root_valid(&self, fingerprint: &str, now: u64) -> bool {
-        self.roots
-            .iter()
-            .any(|(r, c)| r.fingerprint == fingerprint && c.valid_at(now))
     }
 }

@@ -60,6 +60,16 @@ impl<E> Error<E> {
         matches!(self, Self::NackTimeout | Self::Crc | Self::RmacMismatch)
     }
 
+    /// True when the command may have run although no valid answer came back: the answer was
+    /// lost (NACK timeout), damaged (CRC, R-MAC) or the bus broke. A state-changing command's
+    /// outcome is then unknown: read the state before retrying, never report it as failed.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Self::NackTimeout | Self::Crc | Self::RmacMismatch | Self::Bus(_)
+        )
+    }
+
     /// Maps the bus error type, keeping every other variant.
     pub fn map_bus<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
         match self {

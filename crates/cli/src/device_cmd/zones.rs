@@ -147,7 +147,17 @@ where
         let value = self
             .se
             .decrement_with(zone, offset, amount, data.as_deref().unwrap_or(&[]), access)
-            .with_context(|| format!("cannot decrement the counter of zone {zone}"))?;
+            .map_err(|e| {
+                if e.outcome_unknown() {
+                    anyhow::anyhow!(
+                        "outcome unknown: the counter may have been decremented; read it before \
+                         retrying ({e})"
+                    )
+                } else {
+                    anyhow::Error::new(e)
+                        .context(format!("cannot decrement the counter of zone {zone}"))
+                }
+            })?;
         self.emit(
             json!({"zone": zone, "amount": amount, "counter": value, "mac": mac}),
             || value.to_string(),
