@@ -196,3 +196,52 @@ fn storage_failures_are_logged() {
         "{line}"
     );
 }
+
+/// An image sealed by an earlier version (`SESAMES1`, magic-only associated data) still opens,
+/// and its next write seals it bound to its chip.
+#[test]
+fn a_legacy_sealed_image_opens_and_is_resealed() {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use sesame_chip::{sealed_serial, unseal, MemStorage};
+    let raw = [5u8; 32];
+    let key = SealKey::from_bytes(raw);
+    let mem = MemStorage::new();
+    let fab = Fab::new(
+        ChipConfig::new([2, 0, 0, 0, 0, 0, 0, 0, 7]),
+        Box::new(Sealed::new(mem.clone(), key.clone())),
+        ChipOptions::default(),
+    )
+    .unwrap();
+    fab.finish().unwrap();
+    let plain = unseal(&key, &mem.image().unwrap(), None).unwrap();
+    // The old format, made by hand.
+    let nonce = [9u8; 12];
+    let ct = aes_gcm::Aes256Gcm::new(&raw.into())
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: &plain,
+                aad: b"SESAMES1",
+            },
+        )
+        .unwrap();
+    let legacy = [b"SESAMES1".as_slice(), &nonce, &ct].concat();
+    mem.set_image(Some(legacy));
+    let serial = [2, 0, 0, 0, 0, 0, 0, 0, 7];
+    let mut chip = Chip::open(
+        Box::new(Sealed::for_chip(mem.clone(), key.clone(), serial)),
+        ChipOptions::default(),
+    )
+    .unwrap();
+    let rsp = chip.transceive(&common::frame(&Request::Update {
+        option: Default::default(),
+        zone: 1,
+        offset: 0,
+        data: &[1],
+    }));
+    assert_eq!(
+        ResponseFrame::decode(&rsp, false).unwrap().status(),
+        Status::OK
+    );
+    assert_eq!(sealed_serial(&mem.image().unwrap()), Some(serial));
+}
