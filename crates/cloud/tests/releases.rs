@@ -4,6 +4,7 @@
 //! one spends no version.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -216,13 +217,6 @@ async fn releases_verify_and_travel_as_bytes(db: Db) {
     let small = cloud_with(&db, |c| c.firmware_limit = 1024).await;
     let r = publish(&small, &manifest(&k.firmware, 9, &big), big.clone()).await;
     assert_eq!(r.0, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.1);
-}
-
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite()).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { if let Some(db) = super::postgres().await { super::$name(db).await } } )* }
-    };
 }
 
 on_both!(receipts_settle_once, releases_verify_and_travel_as_bytes);

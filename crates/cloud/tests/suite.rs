@@ -2,6 +2,7 @@
 //! (every attack refused with its status and reason, never a 5xx, never a token).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use axum::http::StatusCode;
@@ -401,13 +402,6 @@ async fn two_instances_single_use(db: Db) {
         }
         assert_eq!(ok, 1, "exactly one redemption");
     }
-}
-
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite()).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { if let Some(db) = super::postgres().await { super::$name(db).await } } )* }
-    };
 }
 
 on_both!(

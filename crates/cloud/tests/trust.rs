@@ -3,6 +3,7 @@
 //! keeps working, and nothing a stranger sends grows the database or locks a device out.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::str::FromStr;
@@ -554,13 +555,6 @@ async fn operator_mistakes_are_refused(db: Db) {
     );
     let r = call(&s, "DELETE", &format!("/v1/admin/roots/{fp}"), None, true).await;
     assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
-}
-
-macro_rules! on_both {
-    ($($name:ident),*) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite()).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { if let Some(db) = super::postgres().await { super::$name(db).await } } )* }
-    };
 }
 
 on_both!(

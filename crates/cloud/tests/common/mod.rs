@@ -364,3 +364,13 @@ pub fn validity_for(secs: u64) -> x509_cert::time::Validity {
 pub async fn revoke(s: &Arc<Service>, body: Value) -> (StatusCode, Value) {
     call(s, "POST", "/v1/admin/revoke", Some(body), true).await
 }
+
+/// Runs each named async test twice: on a fresh SQLite file and on a fresh PostgreSQL database
+/// (skipped only outside CI when `SESAME_TEST_PG` is not set).
+#[allow(unused_macros)] // not every test file runs on both databases
+macro_rules! on_both {
+    ($($name:ident),*) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite()).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { if let Some(db) = super::postgres().await { super::$name(db).await } } )* }
+    };
+}
