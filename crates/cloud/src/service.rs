@@ -285,23 +285,12 @@ impl Service {
                 _ => return Err(Reason::NotEnrolled.into()),
             },
         };
-        // From here on the certificate is trusted: its serial may name the refusal.
-        let fail = |r: Reason| Fail::Auth(r, Some(leaf.serial.clone()));
-        if !leaf.valid_at(t) {
-            return Err(fail(Reason::Expired));
-        }
-        match trust.standing(
-            &leaf.serial,
-            &hex::encode(leaf.cert_id),
-            &hex::encode(leaf.key_id),
-            &owner,
-            t,
-        ) {
-            Standing::Good => Ok(Accepted { leaf, owner }),
-            Standing::Revoked => Err(fail(Reason::Revoked)),
-            Standing::FamilyRevoked => Err(fail(Reason::FamilyRevoked)),
-            Standing::Expired => Err(fail(Reason::Expired)),
-            Standing::Untrusted => Err(Reason::NotEnrolled.into()),
+        match judge(&leaf, &owner, &trust, t) {
+            Ok(()) => Ok(Accepted { leaf, owner }),
+            // Untrusted after all: the one anonymous answer.
+            Err(Reason::NotEnrolled) => Err(Reason::NotEnrolled.into()),
+            // The certificate is trusted: its serial may name the refusal.
+            Err(r) => Err(Fail::Auth(r, Some(leaf.serial))),
         }
     }
 
@@ -451,18 +440,15 @@ impl Service {
         }
         // Revocation (of the device, its certificate, key or family) between challenge and
         // response takes effect now.
-        match self.trust().await?.standing(
+        let standing = self.trust().await?.standing(
             &row.serial,
             &row.cert_id,
             &row.key_id,
             &row.family,
             t as u64,
-        ) {
-            Standing::Good => {}
-            Standing::Revoked => return Err(fail(Reason::Revoked)),
-            Standing::FamilyRevoked => return Err(fail(Reason::FamilyRevoked)),
-            Standing::Expired => return Err(fail(Reason::Expired)),
-            Standing::Untrusted => return Err(fail(Reason::NotEnrolled)),
+        );
+        if let Some(r) = standing.refusal() {
+            return Err(fail(r));
         }
         let public_key = hex::decode(&row.public_key).unwrap_or_default();
         let challenge = hex::decode(&row.challenge).unwrap_or_default();
@@ -567,22 +553,7 @@ impl Service {
             Ok(Some(f)) => f,
             _ => return Err(Reason::NotEnrolled),
         };
-        if !leaf.valid_at(now) {
-            return Err(Reason::Expired);
-        }
-        match trust.standing(
-            &leaf.serial,
-            &hex::encode(leaf.cert_id),
-            &hex::encode(leaf.key_id),
-            &owner,
-            now,
-        ) {
-            Standing::Good => Ok(()),
-            Standing::Revoked => Err(Reason::Revoked),
-            Standing::FamilyRevoked => Err(Reason::FamilyRevoked),
-            Standing::Expired => Err(Reason::Expired),
-            Standing::Untrusted => Err(Reason::NotEnrolled),
-        }
+        judge(&leaf, &owner, &trust, now)
     }
 
     /// A login for a device that proved its key in the TLS handshake (`der` is the client
@@ -682,6 +653,29 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// The checks every login makes once the certificate's owner is known, on any trust snapshot:
+/// the leaf's validity, then the standing of its serial, certificate, key and family.
+fn judge(
+    leaf: &sesame_pki::profile::Leaf,
+    owner: &str,
+    trust: &Trust,
+    now: u64,
+) -> Result<(), Reason> {
+    if !leaf.valid_at(now) {
+        return Err(Reason::Expired);
+    }
+    trust
+        .standing(
+            &leaf.serial,
+            &hex::encode(leaf.cert_id),
+            &hex::encode(leaf.key_id),
+            owner,
+            now,
+        )
+        .refusal()
+        .map_or(Ok(()), Err)
 }
 
 /// Reads a P-256 public key (SPKI PEM) as an uncompressed SEC1 point.

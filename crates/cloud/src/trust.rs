@@ -77,6 +77,20 @@ pub enum Standing {
     Untrusted,
 }
 
+impl Standing {
+    /// The refusal this standing means, if any.
+    pub fn refusal(self) -> Option<crate::auth::Reason> {
+        use crate::auth::Reason;
+        match self {
+            Self::Good => None,
+            Self::Revoked => Some(Reason::Revoked),
+            Self::FamilyRevoked => Some(Reason::FamilyRevoked),
+            Self::Expired => Some(Reason::Expired),
+            Self::Untrusted => Some(Reason::NotEnrolled),
+        }
+    }
+}
+
 impl Trust {
     /// Builds a snapshot from stored rows; rows whose certificates no longer parse are left out.
     pub fn new(
