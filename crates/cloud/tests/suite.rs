@@ -13,13 +13,6 @@ use serde_json::json;
 use sesame_chip::CurveName;
 use sesame_pki::{Authority, KeyAlg};
 
-/// Asserts a refusal: status, reason code, and no token.
-fn refused(r: &(StatusCode, serde_json::Value), status: StatusCode, reason: &str) {
-    assert_eq!(r.0, status, "{}", r.1);
-    assert_eq!(r.1["error"], reason, "{}", r.1);
-    assert!(r.1.get("token").is_none());
-}
-
 async fn happy_path_and_attacks(db: Db) {
     let s = cloud(&db).await;
     let pki = Pki::new(KeyAlg::P256);

@@ -19,16 +19,6 @@ use x509_cert::der::asn1::{BitString, ObjectIdentifier, OctetString};
 use x509_cert::der::{Any, Encode};
 use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
 
-fn refused(r: &(StatusCode, serde_json::Value), status: StatusCode, reason: &str) {
-    assert_eq!(r.0, status, "{}", r.1);
-    assert_eq!(r.1["error"], reason, "{}", r.1);
-    assert!(r.1.get("token").is_none());
-}
-
-fn ok(r: &(StatusCode, serde_json::Value)) {
-    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
-}
-
 /// Finding 1: re-encoding the family's signature (s → n − s) does not undo a revocation.
 async fn reencoded_certificate_stays_revoked(db: Db) {
     let s = cloud(&db).await;

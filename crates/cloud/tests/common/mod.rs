@@ -88,6 +88,18 @@ pub async fn cloud_with(db: &Db, f: impl FnOnce(&mut Config)) -> Arc<Service> {
     sesame_cloud::build(c).await.unwrap()
 }
 
+/// Asserts a refusal: status, reason code, and no token.
+pub fn refused(r: &(StatusCode, Value), status: StatusCode, reason: &str) {
+    assert_eq!(r.0, status, "{}", r.1);
+    assert_eq!(r.1["error"], reason, "{}", r.1);
+    assert!(r.1.get("token").is_none());
+}
+
+/// Asserts a 200.
+pub fn ok(r: &(StatusCode, Value)) {
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+}
+
 /// A call through the router from a client address.
 pub async fn call_from(
     s: &Arc<Service>,
