@@ -56,6 +56,8 @@ pub enum Reason {
     ChallengeExpired,
     /// The response names another certificate than the challenge was issued to.
     CertificateMismatch,
+    /// The response carries no certificate and this instance did not issue the challenge.
+    CertificateRequired,
     /// The signature does not verify.
     BadSignature,
     /// Too many refusals from this client address, or too many logins of this device.
@@ -81,6 +83,7 @@ impl Reason {
             Self::UnknownChallenge => "unknown_challenge",
             Self::ChallengeExpired => "challenge_expired",
             Self::CertificateMismatch => "certificate_mismatch",
+            Self::CertificateRequired => "certificate_required",
             Self::BadSignature => "bad_signature",
             Self::Throttled => "throttled",
         }
@@ -108,6 +111,9 @@ impl Reason {
             Self::UnknownChallenge => "unknown or already used challenge",
             Self::ChallengeExpired => "the challenge expired",
             Self::CertificateMismatch => "the challenge was issued to another certificate",
+            Self::CertificateRequired => {
+                "send the device certificate with the response (another instance issued the challenge)"
+            }
             Self::BadSignature => "the signature does not verify",
             Self::Throttled => "too many attempts; try later",
         }
@@ -128,7 +134,7 @@ impl Reason {
     }
 
     /// Every reason, for metrics.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Self::MalformedCertificate,
         Self::NotEndEntity,
         Self::WrongKeyUsage,
@@ -144,6 +150,7 @@ impl Reason {
         Self::UnknownChallenge,
         Self::ChallengeExpired,
         Self::CertificateMismatch,
+        Self::CertificateRequired,
         Self::BadSignature,
         Self::Throttled,
     ];

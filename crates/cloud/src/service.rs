@@ -12,8 +12,8 @@ use sha2::Digest;
 use crate::auth::{self, Reason};
 use crate::guard::Guard;
 use crate::metrics::Metrics;
-use crate::store::{AuditRow, ChallengeRow, Store, StoreError};
-use crate::store_trust::{Bind, Registration, SessionRow};
+use crate::store::{AuditRow, Store, StoreError};
+use crate::store_trust::SessionRow;
 use crate::trust::{Standing, Trust};
 use crate::Config;
 
@@ -51,6 +51,10 @@ pub struct Service {
     /// Wraps session telemetry keys at rest (derived from the command key), so a copy of the
     /// database alone does not decrypt telemetry.
     session_wrap: Option<[u8; 32]>,
+    /// Certificates already parsed and chained, by SHA-256 of their DER.
+    pub(crate) accepted: Mutex<HashMap<[u8; 32], Arc<Accepted>>>,
+    /// The challenge MAC key, shared by every instance through the database.
+    pub(crate) challenge_key: tokio::sync::OnceCell<ring::hmac::Key>,
 }
 
 /// The device's half of the telemetry key exchange, sent with its login response.
@@ -62,12 +66,15 @@ pub struct EcdhOffer {
     pub signature: String,
 }
 
-/// A certificate that passed every check at the challenge step.
+/// A device certificate that is parsed and chains to its owner (judged again at every use).
+#[derive(Debug)]
 pub struct Accepted {
     /// The parsed certificate.
     pub leaf: sesame_pki::profile::Leaf,
     /// Owner: the family fingerprint, or `cert:<cert id>`.
     pub owner: String,
+    /// The certificate.
+    pub der: Vec<u8>,
 }
 
 /// What the device gets back for a challenge request.
@@ -123,7 +130,7 @@ impl From<StoreError> for Refusal {
 
 /// A refusal before it is recorded: the reason, and the serial of a certificate that chained
 /// to an enrolled family (never a name a stranger chose).
-enum Fail {
+pub(crate) enum Fail {
     Auth(Reason, Option<String>),
     Store(StoreError),
 }
@@ -185,12 +192,14 @@ impl Service {
             guard: Guard::default(),
             command_key,
             session_wrap,
+            accepted: Mutex::new(HashMap::new()),
+            challenge_key: tokio::sync::OnceCell::new(),
         }))
     }
 
     /// A session's telemetry key as stored: `hex(nonce || AES-256-GCM(key))`, bound to the
     /// session by its token hash.
-    fn wrap_session_key(&self, key: &[u8; 32], token_hash: &str) -> Option<String> {
+    pub(crate) fn wrap_session_key(&self, key: &[u8; 32], token_hash: &str) -> Option<String> {
         let wrap = self.session_wrap.as_ref()?;
         let nonce: [u8; 12] = self.random(12).try_into().ok()?;
         let ct = sesame_pki::protocol::seal_payload(wrap, &nonce, token_hash.as_bytes(), key);
@@ -252,8 +261,17 @@ impl Service {
     /// The trust snapshot, reloaded if any instance changed roots, families or revocations
     /// since it was loaded (one small read per call).
     pub async fn trust(&self) -> Result<Arc<Trust>, StoreError> {
-        let version = self.store.trust_version().await?;
-        let current = self.trust.read().map(|t| t.clone()).unwrap_or_default();
+        self.trust_at(self.store.trust_version().await?).await
+    }
+
+    /// The trust snapshot in memory, as it is (kept at most a second behind by the server).
+    pub(crate) fn snapshot(&self) -> Arc<Trust> {
+        self.trust.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// The trust snapshot at `version` (read from the database), reloaded if it moved.
+    pub(crate) async fn trust_at(&self, version: i64) -> Result<Arc<Trust>, StoreError> {
+        let current = self.snapshot();
         if current.version == version {
             return Ok(current);
         }
@@ -271,32 +289,9 @@ impl Service {
         Ok(fresh)
     }
 
-    /// Checks a device certificate: the profile, then trust (a path to an enrolled family, or
-    /// an individually enrolled certificate), then validity of the leaf, its family and root,
-    /// then revocation. An untrusted certificate gets `not_enrolled` whatever it names, so the
-    /// answer says nothing about other devices.
-    async fn check_certificate(&self, der: &[u8], t: u64) -> Result<Accepted, Fail> {
-        let leaf = sesame_pki::profile::device_leaf(der).map_err(|e| Reason::of_profile(&e))?;
-        let trust = self.trust().await?;
-        let owner = match self.family_of(&leaf, der, &trust, t)? {
-            Some(f) => f,
-            None => match self.store.enrolled_cert(&hex::encode(leaf.cert_id)).await? {
-                Some(d) if d.serial == leaf.serial => d.owner,
-                _ => return Err(Reason::NotEnrolled.into()),
-            },
-        };
-        match judge(&leaf, &owner, &trust, t) {
-            Ok(()) => Ok(Accepted { leaf, owner }),
-            // Untrusted after all: the one anonymous answer.
-            Err(Reason::NotEnrolled) => Err(Reason::NotEnrolled.into()),
-            // The certificate is trusted: its serial may name the refusal.
-            Err(r) => Err(Fail::Auth(r, Some(leaf.serial))),
-        }
-    }
-
     /// The enrolled family that issued `leaf`, found by issuer name and checked by signature
     /// once per certificate id.
-    fn family_of(
+    pub(crate) fn family_of(
         &self,
         leaf: &sesame_pki::profile::Leaf,
         der: &[u8],
@@ -311,7 +306,7 @@ impl Service {
         if let Some(f) = cached.filter(|f| trust.family(f).is_some()) {
             return Ok(Some(f));
         }
-        for f in trust.issuers(&leaf.issuer) {
+        for f in trust.issuers(leaf) {
             // The family CA is the anchor: the device must be issued by it. The check runs at
             // a time inside both validities, so an expired certificate is still recognised as
             // this family's (and refused as expired, not as unknown).
@@ -334,7 +329,7 @@ impl Service {
 
     /// Records a refusal: counted against the client address, aggregated into the audit log,
     /// logged and measured. Returns what the transport answers.
-    fn refused(&self, fail: Fail, client: IpAddr) -> Refusal {
+    pub(crate) fn refused(&self, fail: Fail, client: IpAddr) -> Refusal {
         match fail {
             Fail::Store(e) => Refusal::Store(e),
             Fail::Auth(reason, serial) => {
@@ -351,254 +346,25 @@ impl Service {
         }
     }
 
-    fn client_throttled(&self, client: IpAddr) -> bool {
+    pub(crate) fn client_throttled(&self, client: IpAddr) -> bool {
         let c = &self.config;
         self.guard
             .client_throttled(client, now(), c.rate_window, c.max_refusals_per_client)
     }
 
-    /// Steps 1–3: certificate in, challenge out. `client` is the caller's address (refusals are
-    /// throttled by it).
-    pub async fn challenge(&self, der: &[u8], client: IpAddr) -> Result<Challenge, Refusal> {
-        self.challenge_inner(der, client)
-            .await
-            .map_err(|f| self.refused(f, client))
-    }
-
-    async fn challenge_inner(&self, der: &[u8], client: IpAddr) -> Result<Challenge, Fail> {
-        if self.client_throttled(client) {
-            return Err(Reason::Throttled.into());
-        }
-        let t = now();
-        let ok = self.check_certificate(der, t as u64).await?;
-        let challenge = self.random(32);
-        let id = hex::encode(self.random(16));
-        if challenge.len() != 32 || id.len() != 32 {
-            return Err(Fail::Store(StoreError("random generator failed".into())));
-        }
-        let expires = t + self.config.challenge_ttl;
-        self.store
-            .put_challenge(
-                &id,
-                &ChallengeRow {
-                    fingerprint: hex::encode(ok.leaf.der_hash),
-                    cert_id: hex::encode(ok.leaf.cert_id),
-                    key_id: hex::encode(ok.leaf.key_id),
-                    serial: ok.leaf.serial,
-                    public_key: hex::encode(&ok.leaf.public_key),
-                    challenge: hex::encode(&challenge),
-                    family: ok.owner,
-                    expires,
-                },
-            )
-            .await?;
-        Ok(Challenge {
-            challenge_id: id,
-            challenge: B64.encode(&challenge),
-            expires_at: expires,
-            identity: self.config.identity.clone(),
-        })
-    }
-
-    /// Steps 5–7: the signature in, a session out. `cert` is the certificate the device says it
-    /// answers for (optional, must match the one the challenge was issued to).
-    pub async fn respond(
-        &self,
-        challenge_id: &str,
-        signature: &[u8],
-        cert: Option<&[u8]>,
-        ecdh: Option<&EcdhOffer>,
-        client: IpAddr,
-    ) -> Result<Session, Refusal> {
-        self.respond_inner(challenge_id, signature, cert, ecdh, client)
-            .await
-            .map_err(|f| self.refused(f, client))
-    }
-
-    async fn respond_inner(
-        &self,
-        challenge_id: &str,
-        signature: &[u8],
-        cert: Option<&[u8]>,
-        ecdh: Option<&EcdhOffer>,
-        client: IpAddr,
-    ) -> Result<Session, Fail> {
-        if self.client_throttled(client) {
-            return Err(Reason::Throttled.into());
-        }
-        let Some(row) = self.store.take_challenge(challenge_id).await? else {
-            return Err(Reason::UnknownChallenge.into());
-        };
-        let t = now();
-        let fail = |r: Reason| Fail::Auth(r, Some(row.serial.clone()));
-        if row.expires <= t {
-            return Err(fail(Reason::ChallengeExpired));
-        }
-        let der = cert.map(<[u8]>::to_vec).unwrap_or_default();
-        if cert.is_some() && hex::encode(sha2::Sha256::digest(&der)) != row.fingerprint {
-            return Err(fail(Reason::CertificateMismatch));
-        }
-        // Revocation (of the device, its certificate, key or family) between challenge and
-        // response takes effect now.
-        let standing = self.trust().await?.standing(
-            &row.serial,
-            &row.cert_id,
-            &row.key_id,
-            &row.family,
-            t as u64,
-        );
-        if let Some(r) = standing.refusal() {
-            return Err(fail(r));
-        }
-        let public_key = hex::decode(&row.public_key).unwrap_or_default();
-        let challenge = hex::decode(&row.challenge).unwrap_or_default();
-        // The message binds the certificate by the hash of the bytes the device presented.
-        let message = auth::message_with_cert_hash(
-            &self.config.identity,
-            &challenge,
-            &hex::decode(&row.fingerprint).unwrap_or_default(),
-        );
-        if !auth::verify(&public_key, &message, signature) {
-            return Err(fail(Reason::BadSignature));
-        }
-        // Only now is the caller the device: per-device limits start here.
-        let c = &self.config;
-        if self
-            .guard
-            .login_over(&row.serial, t, c.rate_window, c.max_logins_per_device)
-        {
-            return Err(fail(Reason::Throttled));
-        }
-        // Without a command key the cloud cannot sign its half: the session has no telemetry key.
-        let (key, cloud_ecdh) = match ecdh {
-            Some(offer) if self.command_key.is_some() => self
-                .key_exchange(&row, &public_key, &challenge, offer)
-                .ok_or_else(|| fail(Reason::BadSignature))
-                .map(|(k, c)| (Some(k), c))?,
-            _ => (None, None),
-        };
-        let (token, expires_at) = self
-            .open_session(
-                &Registration {
-                    serial: &row.serial,
-                    owner: &row.family,
-                    cert_id: &row.cert_id,
-                    key_id: &row.key_id,
-                    der_hash: &row.fingerprint,
-                    der: &B64.encode(&der),
-                },
-                &row.public_key,
-                key,
-                t,
-            )
-            .await?;
-        Ok(Session {
-            token,
-            expires_at,
-            serial: row.serial,
-            ecdh: cloud_ecdh,
-        })
-    }
-
-    /// Binds the serial to its owner (refusing a serial another owner holds), then stores a new
-    /// session. Returns the token and its expiry.
-    async fn open_session(
-        &self,
-        reg: &Registration<'_>,
-        public_key_hex: &str,
-        telemetry_key: Option<[u8; 32]>,
-        t: i64,
-    ) -> Result<(String, i64), Fail> {
-        let token_bytes = self.random(32);
-        if token_bytes.len() != 32 {
-            return Err(Fail::Store(StoreError("random generator failed".into())));
-        }
-        // The serial is bound to its owner before any session exists for it.
-        if self.store.seen(reg, t).await? == Bind::Conflict {
-            return Err(Fail::Auth(
-                Reason::SerialConflict,
-                Some(reg.serial.to_string()),
-            ));
-        }
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token_bytes);
-        let expires_at = t + self.config.session_ttl;
-        let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-        self.store
-            .put_session(
-                &hash,
-                &SessionRow {
-                    serial: reg.serial.to_string(),
-                    telemetry_key: telemetry_key
-                        .and_then(|k| self.wrap_session_key(&k, &hash))
-                        .unwrap_or_default(),
-                    public_key: public_key_hex.to_string(),
-                    cert_id: reg.cert_id.to_string(),
-                    key_id: reg.key_id.to_string(),
-                    owner: reg.owner.to_string(),
-                },
-                expires_at,
-            )
-            .await?;
-        self.metrics.success();
-        self.audit(reg.serial, "auth_success", "", "").await?;
-        Ok((token, expires_at))
-    }
-
     /// The handshake-time check of a TLS client certificate, on the trust snapshot in memory
     /// (no database): profile, a path to an enrolled family, validity, revocation.
     pub fn check_tls_certificate(&self, der: &[u8], now: u64) -> Result<(), Reason> {
+        let trust = self.snapshot();
+        if let Some(a) = self.cached(&sha2::Sha256::digest(der).into()) {
+            return judge(&a.leaf, &a.owner, &trust, now);
+        }
         let leaf = sesame_pki::profile::device_leaf(der).map_err(|e| Reason::of_profile(&e))?;
-        let trust = self.trust.read().map(|t| t.clone()).unwrap_or_default();
         let owner = match self.family_of(&leaf, der, &trust, now) {
             Ok(Some(f)) => f,
             _ => return Err(Reason::NotEnrolled),
         };
         judge(&leaf, &owner, &trust, now)
-    }
-
-    /// A login for a device that proved its key in the TLS handshake (`der` is the client
-    /// certificate the handshake verified): checked again on fresh trust state, no challenge.
-    pub async fn tls_login(&self, der: &[u8], client: IpAddr) -> Result<Session, Refusal> {
-        self.tls_login_inner(der, client)
-            .await
-            .map_err(|f| self.refused(f, client))
-    }
-
-    async fn tls_login_inner(&self, der: &[u8], client: IpAddr) -> Result<Session, Fail> {
-        if self.client_throttled(client) {
-            return Err(Reason::Throttled.into());
-        }
-        let t = now();
-        let ok = self.check_certificate(der, t as u64).await?;
-        let leaf = &ok.leaf;
-        let c = &self.config;
-        if self
-            .guard
-            .login_over(&leaf.serial, t, c.rate_window, c.max_logins_per_device)
-        {
-            return Err(Fail::Auth(Reason::Throttled, Some(leaf.serial.clone())));
-        }
-        let (token, expires_at) = self
-            .open_session(
-                &Registration {
-                    serial: &leaf.serial,
-                    owner: &ok.owner,
-                    cert_id: &hex::encode(leaf.cert_id),
-                    key_id: &hex::encode(leaf.key_id),
-                    der_hash: &hex::encode(leaf.der_hash),
-                    der: &B64.encode(der),
-                },
-                &hex::encode(&leaf.public_key),
-                None,
-                t,
-            )
-            .await?;
-        Ok(Session {
-            token,
-            expires_at,
-            serial: leaf.serial.clone(),
-            ecdh: None,
-        })
     }
 
     /// The device behind a session token: `None` if there is no live session, the device's
@@ -635,8 +401,11 @@ impl Service {
         let t = now();
         self.flush_audit().await?;
         self.guard.sweep(t, self.config.rate_window);
-        let audit_before = (self.config.audit_retention_days > 0)
-            .then(|| t - self.config.audit_retention_days * 86_400);
+        // A session spends its challenge: it stays at least as long as the challenge could be
+        // answered.
+        let audit_before = (self.config.audit_retention_days > 0).then(|| {
+            (t - self.config.audit_retention_days * 86_400).min(t - self.config.challenge_ttl)
+        });
         self.store.sweep(t, audit_before).await
     }
 
@@ -657,7 +426,7 @@ impl Service {
 
 /// The checks every login makes once the certificate's owner is known, on any trust snapshot:
 /// the leaf's validity, then the standing of its serial, certificate, key and family.
-fn judge(
+pub(crate) fn judge(
     leaf: &sesame_pki::profile::Leaf,
     owner: &str,
     trust: &Trust,
@@ -696,9 +465,9 @@ fn pem_der(text: &str) -> Option<Vec<u8>> {
 
 impl Service {
     /// Checks the chip's signed ephemeral key, makes the cloud's, derives the telemetry key.
-    fn key_exchange(
+    pub(crate) fn key_exchange(
         &self,
-        row: &ChallengeRow,
+        serial: &str,
         device_key: &[u8],
         challenge: &[u8],
         offer: &EcdhOffer,
@@ -719,11 +488,10 @@ impl Service {
             .as_bytes()
             .to_vec();
         let shared = p256::ecdh::diffie_hellman(secret, peer.as_affine());
-        let key =
-            sesame_pki::protocol::telemetry_key(shared.raw_secret_bytes(), challenge, &row.serial);
+        let key = sesame_pki::protocol::telemetry_key(shared.raw_secret_bytes(), challenge, serial);
         let cloud_sig = self.sign_command(&sesame_pki::protocol::ecdh_cloud_message(
             &self.config.identity,
-            &row.serial,
+            serial,
             &e,
             &c,
         ))?;

@@ -54,6 +54,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
      CREATE INDEX challenges_expires ON challenges (expires);
      CREATE INDEX codes_expires ON codes (expires);",
     ),
+    (
+        4,
+        // Challenges are no longer stored: a session row spends its challenge (unique nonce),
+        // records the login for the audit log, and gives a device its last login time. Secrets
+        // shared by every instance (the challenge MAC key) live in `secrets`.
+        "CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+     ALTER TABLE sessions ADD COLUMN nonce TEXT;
+     ALTER TABLE sessions ADD COLUMN created BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE sessions ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+     CREATE UNIQUE INDEX sessions_nonce ON sessions (nonce);
+     CREATE INDEX sessions_serial ON sessions (serial, created);
+     CREATE INDEX sessions_created ON sessions (created);",
+    ),
 ];
 
 /// A storage failure (always a 5xx; details go to the log, not the client).
@@ -130,27 +143,6 @@ pub struct DeviceRow {
     pub revoked: bool,
     /// Unix time of the last successful authentication (0 = never).
     pub last_auth: i64,
-}
-
-/// A challenge as issued (and consumed).
-#[derive(Clone, Debug)]
-pub struct ChallengeRow {
-    /// SHA-256 of the certificate DER the device presented (bound into the signed message).
-    pub fingerprint: String,
-    /// Certificate id (TBS hash), hex.
-    pub cert_id: String,
-    /// Key id, hex.
-    pub key_id: String,
-    /// Serial.
-    pub serial: String,
-    /// SEC1 public key, hex.
-    pub public_key: String,
-    /// The challenge, hex.
-    pub challenge: String,
-    /// Owner: family fingerprint, or `cert:<cert id>`.
-    pub family: String,
-    /// Expiry (Unix seconds).
-    pub expires: i64,
 }
 
 /// One audit event.
@@ -362,10 +354,13 @@ impl Store {
         until: i64,
         limit: i64,
     ) -> R<Vec<AuditRow>> {
+        // Successful logins are their session rows (written once, by the login itself).
+        const EVENTS: &str = "SELECT at, serial, event, reason, detail FROM audit
+             UNION ALL SELECT created AS at, serial, 'auth_success' AS event, '' AS reason, detail FROM sessions WHERE created > 0";
         let rows = match serial {
-            Some(s) => sqlx::query("SELECT at, serial, event, reason, detail FROM audit WHERE serial = $1 AND at >= $2 AND at <= $3 ORDER BY at LIMIT $4")
+            Some(s) => sqlx::query(&format!("SELECT at, serial, event, reason, detail FROM ({EVENTS}) e WHERE serial = $1 AND at >= $2 AND at <= $3 ORDER BY at LIMIT $4"))
                 .bind(s).bind(since).bind(until).bind(limit).fetch_all(&self.pool).await?,
-            None => sqlx::query("SELECT at, serial, event, reason, detail FROM audit WHERE at >= $1 AND at <= $2 ORDER BY at LIMIT $3")
+            None => sqlx::query(&format!("SELECT at, serial, event, reason, detail FROM ({EVENTS}) e WHERE at >= $1 AND at <= $2 ORDER BY at LIMIT $3"))
                 .bind(since).bind(until).bind(limit).fetch_all(&self.pool).await?,
         };
         rows.iter()

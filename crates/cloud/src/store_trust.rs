@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::store::{ChallengeRow, DeviceRow, Store, StoreError};
+use crate::store::{DeviceRow, Store, StoreError};
 use crate::trust::{cert_target, key_target, CERT_OWNER};
 
 type R<T> = Result<T, StoreError>;
@@ -48,7 +48,17 @@ pub(crate) fn device(r: &AnyRow) -> R<DeviceRow> {
     })
 }
 
-const DEVICE_COLS: &str = "serial, owner, cert_id, key_id, der_hash, enrolled, last_auth";
+/// A device's last login is its newest session (kept for the audit retention period), else the
+/// time its serial was bound.
+const DEVICE_COLS: &str = "serial, owner, cert_id, key_id, der_hash, enrolled, COALESCE((SELECT MAX(s.created) FROM sessions s WHERE s.serial = registry.serial), registry.last_auth) AS last_auth";
+
+/// What a login reads, in one statement: the trust version and the serial's binding.
+pub(crate) struct LoginState {
+    /// The trust version.
+    pub version: i64,
+    /// The serial's owner and the SHA-256 of its last certificate's DER, if the serial is bound.
+    pub registered: Option<(String, String)>,
+}
 
 /// A registry row to write.
 pub struct Registration<'a> {
@@ -229,39 +239,55 @@ impl Store {
         rows.iter().map(device).collect()
     }
 
-    pub(crate) async fn put_challenge(&self, id: &str, c: &ChallengeRow) -> R<()> {
-        sqlx::query("INSERT INTO challenges (id, fingerprint, cert_id, key_id, serial, public_key, challenge, family, expires) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(id).bind(&c.fingerprint).bind(&c.cert_id).bind(&c.key_id).bind(&c.serial).bind(&c.public_key).bind(&c.challenge).bind(&c.family).bind(c.expires)
-            .execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Consumes a challenge atomically: of any number of concurrent callers, on any number of
-    /// instances, exactly one gets the row.
-    pub(crate) async fn take_challenge(&self, id: &str) -> R<Option<ChallengeRow>> {
-        let row = sqlx::query("DELETE FROM challenges WHERE id = $1 RETURNING fingerprint, cert_id, key_id, serial, public_key, challenge, family, expires")
-            .bind(id).fetch_optional(&self.pool).await?;
-        row.map(|r| {
-            Ok(ChallengeRow {
-                fingerprint: r.try_get("fingerprint")?,
-                cert_id: r.try_get("cert_id")?,
-                key_id: r.try_get("key_id")?,
-                serial: r.try_get("serial")?,
-                public_key: r.try_get("public_key")?,
-                challenge: r.try_get("challenge")?,
-                family: r.try_get("family")?,
-                expires: r.try_get("expires")?,
-            })
+    /// The trust version and the serial's registry binding (one statement).
+    pub(crate) async fn login_state(&self, serial: &str) -> R<LoginState> {
+        let row = sqlx::query(
+            "SELECT t.version AS version, r.owner AS owner, r.der_hash AS der_hash FROM trust_version t LEFT JOIN registry r ON r.serial = $1 WHERE t.id = 1",
+        )
+        .bind(serial)
+        .fetch_one(&self.pool)
+        .await?;
+        let owner: Option<String> = row.try_get("owner")?;
+        let der_hash: Option<String> = row.try_get("der_hash")?;
+        Ok(LoginState {
+            version: row.try_get("version")?,
+            registered: owner.zip(der_hash),
         })
-        .transpose()
     }
 
-    pub(crate) async fn put_session(&self, hash: &str, s: &SessionRow, expires: i64) -> R<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, serial, expires, telemetry_key, public_key, cert_id, key_id, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(hash).bind(&s.serial).bind(expires).bind(&s.telemetry_key).bind(&s.public_key).bind(&s.cert_id).bind(&s.key_id).bind(&s.owner)
-            .execute(&self.pool)
+    /// A secret shared by every instance: the stored one, or `fresh` if there was none.
+    pub(crate) async fn secret(&self, name: &str, fresh: &str) -> R<String> {
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
             .await?;
-        Ok(())
+        Ok(row.try_get("value")?)
+    }
+
+    /// Stores a session, spending `nonce`: false (nothing written) if a session already spent
+    /// it. `detail` is what the audit log shows for the login.
+    pub(crate) async fn put_session(
+        &self,
+        hash: &str,
+        s: &SessionRow,
+        expires: i64,
+        nonce: &str,
+        now: i64,
+        detail: &str,
+    ) -> R<bool> {
+        let n = sqlx::query("INSERT INTO sessions (token_hash, serial, expires, telemetry_key, public_key, cert_id, key_id, owner, nonce, created, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (nonce) DO NOTHING")
+            .bind(hash).bind(&s.serial).bind(expires).bind(&s.telemetry_key).bind(&s.public_key).bind(&s.cert_id).bind(&s.key_id).bind(&s.owner).bind(nonce).bind(now).bind(detail)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     /// A live session. Sessions from before the registry (no owner) are not honoured.
@@ -284,12 +310,18 @@ impl Store {
         .transpose()
     }
 
-    /// Retention: removes expired sessions, challenges and codes, the old rate rows, and audit
-    /// rows older than `audit_before` (none when it is `None`). Returns the rows removed.
+    /// Retention: removes expired challenges and codes, the old rate rows, and audit rows and
+    /// expired sessions (which record logins) older than `audit_before` (none when it is
+    /// `None`). Returns the rows removed.
     pub(crate) async fn sweep(&self, now: i64, audit_before: Option<i64>) -> R<u64> {
-        let mut n = 0;
+        // Sessions from before they recorded logins (created = 0) go when they expire.
+        let mut n = sqlx::query("DELETE FROM sessions WHERE expires <= $1 AND created < $2")
+            .bind(now)
+            .bind(audit_before.unwrap_or(1))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         for sql in [
-            "DELETE FROM sessions WHERE expires <= $1",
             "DELETE FROM challenges WHERE expires <= $1",
             "DELETE FROM codes WHERE expires <= $1",
             // Per-name rate rows are no longer written; old ones go.

@@ -16,7 +16,7 @@
 //! reloaded when the database's trust version changes, so a change made by any instance holds
 //! on every instance by its next request.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sesame_pki::profile::CaCert;
 
@@ -60,6 +60,11 @@ pub struct Trust {
     pub families: Vec<Family>,
     /// Revocation targets (`serial:…`, `cert:…`, `key:…`).
     pub revoked: HashSet<String>,
+    /// Families by subject key identifier, by subject name and by fingerprint (indexes into
+    /// `families`), so finding a device's family never scans.
+    by_key_id: HashMap<Vec<u8>, Vec<usize>>,
+    by_subject: HashMap<Vec<u8>, Vec<usize>>,
+    by_fingerprint: HashMap<String, usize>,
 }
 
 /// Why a known device may not proceed.
@@ -102,30 +107,55 @@ impl Trust {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
         let parse = |der: &str| b64.decode(der).ok().and_then(|d| CaCert::parse(&d).ok());
+        let families: Vec<Family> = families
+            .into_iter()
+            .filter_map(|f| parse(&f.der).map(|ca| Family { row: f, ca }))
+            .collect();
+        let (mut by_key_id, mut by_subject) = (HashMap::new(), HashMap::new());
+        let mut by_fingerprint = HashMap::new();
+        for (i, f) in families.iter().enumerate() {
+            if let Some(k) = &f.ca.subject_key_id {
+                by_key_id.entry(k.clone()).or_insert_with(Vec::new).push(i);
+            }
+            by_subject
+                .entry(f.ca.subject.clone())
+                .or_insert_with(Vec::new)
+                .push(i);
+            by_fingerprint.insert(f.row.fingerprint.clone(), i);
+        }
         Self {
             version,
             roots: roots
                 .into_iter()
                 .filter_map(|r| parse(&r.der).map(|c| (r, c)))
                 .collect(),
-            families: families
-                .into_iter()
-                .filter_map(|f| parse(&f.der).map(|ca| Family { row: f, ca }))
-                .collect(),
+            families,
             revoked: revoked.into_iter().collect(),
+            by_key_id,
+            by_subject,
+            by_fingerprint,
         }
     }
 
-    /// The enrolled families whose subject is `issuer` (the candidates for a chain check).
-    pub fn issuers<'a>(&'a self, issuer: &'a [u8]) -> impl Iterator<Item = &'a Family> + 'a {
-        self.families.iter().filter(move |f| f.ca.subject == issuer)
+    /// The enrolled families that may have issued `leaf` (the candidates for a chain check):
+    /// found by its authority key identifier, else by its issuer name.
+    pub fn issuers(&self, leaf: &sesame_pki::profile::Leaf) -> impl Iterator<Item = &Family> + '_ {
+        let by_key = leaf
+            .authority_key_id
+            .as_ref()
+            .and_then(|k| self.by_key_id.get(k));
+        by_key
+            .or_else(|| self.by_subject.get(&leaf.issuer))
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|i| &self.families[*i])
     }
 
     /// The family with this fingerprint.
     pub fn family(&self, fingerprint: &str) -> Option<&Family> {
-        self.families
-            .iter()
-            .find(|f| f.row.fingerprint == fingerprint)
+        self.by_fingerprint
+            .get(fingerprint)
+            .map(|i| &self.families[*i])
     }
 
     /// Whether the device (serial, certificate, key, owner) may proceed at `now`.

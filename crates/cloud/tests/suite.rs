@@ -367,23 +367,31 @@ async fn expiry_and_floods(db: Db) {
 }
 
 /// Two cloud instances on one database: a challenge from one is redeemable exactly once across
-/// both, under concurrent attempts.
+/// both, under concurrent attempts. The challenge is not stored: the instance that did not issue
+/// it needs the certificate with the response.
 async fn two_instances_single_use(db: Db) {
     let a = cloud(&db).await;
     let b = cloud(&db).await;
     let pki = Pki::new(KeyAlg::P256);
     pki.enroll(&a).await;
     let mut dev = Device::new(&pki.family, CurveName::P256);
+    let (_, c) = challenge(&a, &dev.cert).await;
+    let sig = dev.answer(&c);
+    refused(
+        &respond(&b, &c["challenge_id"], &sig, None).await,
+        StatusCode::UNAUTHORIZED,
+        "certificate_required",
+    );
     for _ in 0..5 {
         let (_, c) = challenge(&a, &dev.cert).await;
         let sig = dev.answer(&c);
         let mut tasks = Vec::new();
         for i in 0..8 {
             let s = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let (id, sig) = (c["challenge_id"].clone(), sig.clone());
-            tasks.push(tokio::spawn(
-                async move { respond(&s, &id, &sig, None).await },
-            ));
+            let (id, sig, cert) = (c["challenge_id"].clone(), sig.clone(), dev.cert.clone());
+            tasks.push(tokio::spawn(async move {
+                respond(&s, &id, &sig, Some(&cert)).await
+            }));
         }
         let mut ok = 0;
         for t in tasks {

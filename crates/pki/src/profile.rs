@@ -8,7 +8,9 @@
 
 use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, Encode, Reader, SliceReader};
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
+};
 
 /// Longest device serial (certificate CN) the cloud accepts.
 pub const SERIAL_MAX: usize = 64;
@@ -96,6 +98,9 @@ pub struct Leaf {
     pub der_hash: [u8; 32],
     /// The issuer name, DER (to find the issuing family).
     pub issuer: Vec<u8>,
+    /// The authority key identifier, when the certificate has one: the index by which the
+    /// issuing family is found (the name is the fallback).
+    pub authority_key_id: Option<Vec<u8>>,
     /// Validity, Unix seconds.
     pub not_before: u64,
     /// Validity, Unix seconds.
@@ -183,7 +188,13 @@ pub fn device_leaf(der: &[u8]) -> Result<Leaf, ProfileError> {
         return Err(ProfileError::BadSerial);
     }
     let issuer = tbs.issuer.to_der().map_err(ext)?;
+    let authority_key_id = tbs
+        .get::<AuthorityKeyIdentifier>()
+        .map_err(ext)?
+        .and_then(|(_, aki)| aki.key_identifier)
+        .map(|k| k.as_bytes().to_vec());
     Ok(Leaf {
+        authority_key_id,
         serial,
         key_id: Sha256::digest(&public_key).into(),
         public_key,
@@ -258,6 +269,8 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
 pub struct CaCert {
     /// Subject name, DER.
     pub subject: Vec<u8>,
+    /// The subject key identifier, when the certificate has one.
+    pub subject_key_id: Option<Vec<u8>>,
     /// Validity, Unix seconds.
     pub not_before: u64,
     /// Validity, Unix seconds.
@@ -272,7 +285,12 @@ impl CaCert {
         let cert = x509_cert::Certificate::from_der(der)
             .map_err(|e| ProfileError::Malformed(e.to_string()))?;
         let tbs = &cert.tbs_certificate;
+        let subject_key_id = tbs
+            .get::<SubjectKeyIdentifier>()
+            .map_err(|e| ProfileError::Malformed(e.to_string()))?
+            .map(|(_, ski)| ski.0.as_bytes().to_vec());
         Ok(Self {
+            subject_key_id,
             subject: tbs
                 .subject
                 .to_der()
