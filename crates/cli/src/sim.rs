@@ -24,6 +24,10 @@ pub use work::{percentile_ms, run_workers, Counters};
 /// A simulated device: an agent driving its own chip on its own bus.
 pub type Device = Agent<BusDevice, NoDelay>;
 
+/// Name (prefix) of the threads the embedded cloud runs on; with SQLite's workers, their CPU
+/// time is the cloud's.
+pub const CLOUD_THREADS: [&str; 2] = ["sesame-cloud", "sqlx-sqlite-wor"];
+
 /// Operator token of the embedded cloud.
 pub const ADMIN: &str = "sesame-fleet-operator-token";
 
@@ -68,31 +72,36 @@ impl EmbeddedCloud {
         let (tx, rx) = std::sync::mpsc::channel::<Result<Started>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let run = || -> Result<()> {
-                let rt = tokio::runtime::Runtime::new()?;
-                let tx = &tx;
-                rt.block_on(async move {
-                    let service = sesame_cloud::build(cfg).await.map_err(|e| anyhow!("{e}"))?;
-                    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                    let url = format!("http://{}", l.local_addr()?);
-                    let _ = tx.send(Ok((
-                        url,
-                        service.clone(),
-                        tokio::runtime::Handle::current(),
-                    )));
-                    sesame_cloud::serve(service, l, async {
-                        let _ = stop_rx.await;
+        std::thread::Builder::new()
+            .name(CLOUD_THREADS[0].into())
+            .spawn(move || {
+                let run = || -> Result<()> {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .enable_all()
+                        .thread_name(CLOUD_THREADS[0])
+                        .build()?;
+                    let tx = &tx;
+                    rt.block_on(async move {
+                        let service = sesame_cloud::build(cfg).await.map_err(|e| anyhow!("{e}"))?;
+                        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                        let url = format!("http://{}", l.local_addr()?);
+                        let _ = tx.send(Ok((
+                            url,
+                            service.clone(),
+                            tokio::runtime::Handle::current(),
+                        )));
+                        sesame_cloud::serve(service, l, async {
+                            let _ = stop_rx.await;
+                        })
+                        .await?;
+                        Ok(())
                     })
-                    .await?;
-                    Ok(())
-                })
-            };
-            if let Err(e) = run() {
-                let _ = tx.send(Err(anyhow!("cloud stopped: {e:#}")));
-            }
-            let _ = done_tx.send(());
-        });
+                };
+                if let Err(e) = run() {
+                    let _ = tx.send(Err(anyhow!("cloud stopped: {e:#}")));
+                }
+                let _ = done_tx.send(());
+            })?;
         let (url, service, rt) = rx
             .recv()
             .map_err(|_| anyhow!("the embedded cloud did not start"))??;

@@ -16,7 +16,6 @@ use axum::body::Body;
 use axum::http::Request;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{json, Value};
 use sesame_pki::{Authority, DeviceKey, KeyAlg};
 use tower::ServiceExt;
@@ -116,66 +115,14 @@ fn main() {
     });
 
     // mTLS handshakes in memory: the server's half is timed.
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server_cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .unwrap()
-        .self_signed(&server_key)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_client_cert_verifier(Arc::new(sesame_cloud::mtls::DeviceVerifier::new(&s)))
-            .with_single_cert(
-                vec![server_cert.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-            )
-            .unwrap(),
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server_cert.der().clone()).unwrap();
     use p256::pkcs8::EncodePrivateKey;
-    let client_config = Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![CertificateDer::from(cert.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                    device_key.to_pkcs8_der().unwrap().as_bytes().to_vec(),
-                )),
-            )
-            .unwrap(),
-    );
-    let mut tls = Duration::ZERO;
-    for _ in 0..N {
-        let mut client = rustls::ClientConnection::new(
-            client_config.clone(),
-            ServerName::try_from("localhost").unwrap(),
-        )
-        .unwrap();
-        let mut server = rustls::ServerConnection::new(server_config.clone()).unwrap();
-        let mut buf = Vec::new();
-        while client.is_handshaking() || server.is_handshaking() {
-            buf.clear();
-            client.write_tls(&mut buf).unwrap();
-            let t = Instant::now();
-            if !buf.is_empty() {
-                server.read_tls(&mut buf.as_slice()).unwrap();
-                server.process_new_packets().unwrap();
-            }
-            buf.clear();
-            server.write_tls(&mut buf).unwrap();
-            tls += t.elapsed();
-            if !buf.is_empty() {
-                client.read_tls(&mut buf.as_slice()).unwrap();
-                client.process_new_packets().unwrap();
-            }
-        }
-        assert!(server.peer_certificates().is_some());
-    }
+    let tls = sesame_cloud::mtls::server_handshake_time(
+        &s,
+        &cert,
+        device_key.to_pkcs8_der().unwrap().as_bytes(),
+        N,
+    )
+    .unwrap();
 
     // The floor: one raw P-256 verification with the cloud's backend.
     let msg = b"sesame bench verify";
