@@ -89,16 +89,17 @@ impl Service {
 
     /// A device certificate checked against trust: parsed and chained once per instance, judged
     /// (validity, revocation) every time. The in-memory snapshot is used as it is; only a
-    /// certificate it does not know makes the cloud look for a newer one.
+    /// refusal that trust decides makes the cloud look for a newer one (a family enrolled, or a
+    /// device unrevoked, on another instance a moment ago).
     pub(crate) async fn accept(&self, der: &[u8], t: u64) -> Result<Arc<Accepted>, Fail> {
         let h: [u8; 32] = sha2::Sha256::digest(der).into();
         let snapshot = self.snapshot();
         match self.accept_on(der, &h, &snapshot, t).await {
-            Err(Fail::Auth(Reason::NotEnrolled, _)) => {
+            Err(Fail::Auth(
+                Reason::NotEnrolled | Reason::Revoked | Reason::FamilyRevoked | Reason::Expired,
+                _,
+            )) => {
                 let fresh = self.trust().await?;
-                if fresh.version == snapshot.version {
-                    return Err(Reason::NotEnrolled.into());
-                }
                 self.accept_on(der, &h, &fresh, t).await
             }
             r => r,

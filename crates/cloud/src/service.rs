@@ -375,10 +375,10 @@ impl Service {
         token: &str,
     ) -> Result<Option<Result<SessionRow, Standing>>, StoreError> {
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-        let Some(mut row) = self.store.session_row(&hash, now()).await? else {
+        let Some((mut row, version)) = self.store.session_row(&hash, now()).await? else {
             return Ok(None);
         };
-        let standing = self.trust().await?.standing(
+        let standing = self.trust_at(version).await?.standing(
             &row.serial,
             &row.cert_id,
             &row.key_id,

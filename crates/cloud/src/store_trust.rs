@@ -290,22 +290,26 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// A live session. Sessions from before the registry (no owner) are not honoured.
-    pub(crate) async fn session_row(&self, hash: &str, now: i64) -> R<Option<SessionRow>> {
-        let row = sqlx::query("SELECT serial, telemetry_key, public_key, cert_id, key_id, owner FROM sessions WHERE token_hash = $1 AND expires > $2 AND owner <> ''")
+    /// A live session, with the trust version (one statement). Sessions from before the
+    /// registry (no owner) are not honoured.
+    pub(crate) async fn session_row(&self, hash: &str, now: i64) -> R<Option<(SessionRow, i64)>> {
+        let row = sqlx::query("SELECT serial, telemetry_key, public_key, cert_id, key_id, owner, (SELECT version FROM trust_version WHERE id = 1) AS version FROM sessions WHERE token_hash = $1 AND expires > $2 AND owner <> ''")
             .bind(hash)
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
-            Ok(SessionRow {
-                serial: r.try_get("serial")?,
-                telemetry_key: r.try_get("telemetry_key")?,
-                public_key: r.try_get("public_key")?,
-                cert_id: r.try_get("cert_id")?,
-                key_id: r.try_get("key_id")?,
-                owner: r.try_get("owner")?,
-            })
+            Ok((
+                SessionRow {
+                    serial: r.try_get("serial")?,
+                    telemetry_key: r.try_get("telemetry_key")?,
+                    public_key: r.try_get("public_key")?,
+                    cert_id: r.try_get("cert_id")?,
+                    key_id: r.try_get("key_id")?,
+                    owner: r.try_get("owner")?,
+                },
+                r.try_get("version")?,
+            ))
         })
         .transpose()
     }

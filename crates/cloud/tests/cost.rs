@@ -104,6 +104,17 @@ async fn login_cost(db: Db, engine: &str) {
     assert!(at_response.len() <= 3, "{at_response:#?}");
     assert_eq!(writes(&at_response), 1, "{at_response:#?}");
 
+    // A request on the session: one statement (the session and the trust version).
+    let token = r.1["token"].as_str().unwrap().to_string();
+    let req = axum::http::Request::builder()
+        .uri("/v1/session")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (r2, on_session) = counted(raw(&s, req)).await;
+    assert_eq!(r2.0, StatusCode::OK);
+    assert_eq!(on_session.len(), 1, "{on_session:#?}");
+
     // Ten more logins: the same cost each.
     let (_, ten) = counted(async {
         for _ in 0..10 {
