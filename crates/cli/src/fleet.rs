@@ -40,8 +40,19 @@ pub struct RunArgs {
     token: Option<String>,
     /// The `--cloud`'s command public key (PEM, e.g. the factory's command.pub.pem), written
     /// to zone 1 so the devices accept its telemetry key exchange.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "command_key_sha256")]
     command_pub: Option<PathBuf>,
+    /// Instead of --command-pub: the SHA-256 of the `--cloud`'s command public key (its SPKI
+    /// DER, hex, as `sesame cloud info` or the cloud's startup line shows it). The key is
+    /// fetched from the cloud's /v1/info and used only if it matches; otherwise the run stops
+    /// before anything is sent.
+    #[arg(
+        long,
+        env = "SESAME_COMMAND_KEY_SHA256",
+        value_name = "HEX",
+        requires = "cloud"
+    )]
+    command_key_sha256: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -69,6 +80,10 @@ fn fleet_run(a: RunArgs) -> Result<()> {
     }
     if a.workers == 0 {
         return Err(usage("--workers must be at least 1"));
+    }
+    if let Some(pin) = &a.command_key_sha256 {
+        sesame_agent::pin::parse_pin(pin)
+            .map_err(|e| usage(format!("--command-key-sha256: {e}")))?;
     }
     // Ctrl-C (or SIGTERM) stops the run and still prints its summary; a second one ends the
     // process at once.
@@ -102,13 +117,18 @@ fn fleet_run(a: RunArgs) -> Result<()> {
             let Some(token) = a.token.clone() else {
                 bail!("--cloud needs the operator token (--token or $SESAME_CLOUD_ADMIN_TOKEN)");
             };
-            let point = a
-                .command_pub
-                .as_deref()
-                .map(sim::command_point_from_pem)
-                .transpose()?;
+            let point = match (&a.command_key_sha256, &a.command_pub) {
+                (Some(pin), _) => {
+                    let k = sesame_agent::pin::pinned_command_key(&http, &url, pin)
+                        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+                    eprintln!("command key {} of {url} matches the pin", k.sha256);
+                    Some(k.point)
+                }
+                (None, Some(path)) => Some(sim::command_point_from_pem(path)?),
+                (None, None) => None,
+            };
             if point.is_none() {
-                eprintln!("note: no --command-pub: zone 1 stays empty. A cloud with a command key then fails the logins (the chip cannot check its ECDH key); one without cannot take telemetry (no telemetry key).");
+                eprintln!("note: no --command-key-sha256 or --command-pub: zone 1 stays empty. A cloud with a command key then fails the logins (the chip cannot check its ECDH key); one without cannot take telemetry (no telemetry key).");
             }
             (url.clone(), token, point, url)
         }

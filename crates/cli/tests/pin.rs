@@ -1,0 +1,157 @@
+//! The cloud publishes its command key at `/v1/info`; `fleet run --command-key-sha256` fetches
+//! it and uses it only if it matches the pin. `cloud serve`'s startup line and `cloud info`
+//! show the fingerprint to pin.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{operator, text, usage_error, Server};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// SHA-256 of a PEM public key's SPKI DER, computed from the factory's file (what
+/// `openssl pkey -pubin -outform DER | sha256sum` prints).
+fn fingerprint(pem: &Path) -> String {
+    use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
+    let pk = p256::PublicKey::from_public_key_pem(&std::fs::read_to_string(pem).unwrap()).unwrap();
+    hex::encode(Sha256::digest(pk.to_public_key_der().unwrap().as_bytes()))
+}
+
+fn factory(d: &Path) {
+    assert!(operator(&["factory", "init", "--dir", "f"], d)
+        .status
+        .success());
+}
+
+fn fleet(d: &Path, url: &str, pin: &str) -> std::process::Output {
+    operator(
+        &[
+            "fleet",
+            "run",
+            "--cloud",
+            url,
+            "--command-key-sha256",
+            pin,
+            "--devices",
+            "3",
+            "--duration",
+            "2",
+            "--json",
+        ],
+        d,
+    )
+}
+
+/// The names of the families and roots the cloud knows.
+fn enrolled(d: &Path, url: &str) -> (Value, Value) {
+    let get = |what: &[&str]| -> Value {
+        let mut a = vec!["cloud"];
+        a.extend(what);
+        a.extend(["--url", url, "--json"]);
+        let o = operator(&a, d);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    (
+        get(&["families"])["families"].clone(),
+        get(&["roots", "list"])["roots"].clone(),
+    )
+}
+
+#[test]
+fn a_pinned_command_key_gives_encrypted_telemetry() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    factory(d);
+    let pin = fingerprint(&d.join("f/command.pub.pem"));
+    let cloud = Server::start(d, Some(&d.join("f/command.key.pem")));
+    // The operator reads the fingerprint from the startup line or from `cloud info`.
+    assert!(
+        cloud
+            .banner
+            .contains(&format!("command key loaded, sha256 {pin}")),
+        "{}",
+        cloud.banner
+    );
+    let o = operator(&["cloud", "info", "--url", &cloud.url, "--json"], d);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["command_key"]["sha256"], pin.as_str(), "{v}");
+    assert!(v["command_key"]["public_key_pem"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert_eq!(v["identity"], "sesame-cloud", "{v}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
+    assert_eq!(
+        v["firmware_key_sha256"],
+        fingerprint(&d.join("f/firmware.pub.pem")).as_str(),
+        "{v}"
+    );
+    let o = operator(&["cloud", "info", "--url", &cloud.url], d);
+    assert!(
+        text(&o).contains(&format!("command key sha256:   {pin}")),
+        "{}",
+        text(&o)
+    );
+    // With the pin (upper case, with colons, as some tools print it): every message is
+    // encrypted under a key the chips accepted.
+    let spaced = hex::decode(&pin)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let o = fleet(d, &cloud.url, &spaced);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("matches the pin"), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error_total"], 0, "{v}");
+    assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["logged_in"], 3, "{v}");
+}
+
+#[test]
+fn a_wrong_pin_is_refused_before_anything_is_sent() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    factory(d);
+    let cloud = Server::start(d, Some(&d.join("f/command.key.pem")));
+    // Another key's fingerprint: the firmware key's.
+    let wrong = fingerprint(&d.join("f/firmware.pub.pem"));
+    let o = fleet(d, &cloud.url, &wrong);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains(&format!("not the pinned {wrong}")), "{out}");
+    assert!(out.contains("nothing was sent"), "{out}");
+    assert!(out.contains("sesame cloud info"), "{out}");
+    // Nothing reached the cloud: no root trusted, no family enrolled.
+    let (families, roots) = enrolled(d, &cloud.url);
+    assert_eq!(families, serde_json::json!([]), "{families}");
+    assert_eq!(roots, serde_json::json!([]), "{roots}");
+    // A pin that is not a fingerprint is a usage error.
+    usage_error(fleet(d, &cloud.url, "abc"), "64 hex digits");
+}
+
+#[test]
+fn a_pin_against_a_cloud_without_command_key_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    factory(d);
+    let cloud = Server::start(d, None);
+    assert!(cloud.banner.contains("no command key"), "{}", cloud.banner);
+    let o = operator(&["cloud", "info", "--url", &cloud.url, "--json"], d);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["command_key"], Value::Null, "{v}");
+    let pin = fingerprint(&d.join("f/command.pub.pem"));
+    let o = fleet(d, &cloud.url, &pin);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("publishes no command key") && text(&o).contains("--command-key"),
+        "{}",
+        text(&o)
+    );
+    let (families, _) = enrolled(d, &cloud.url);
+    assert_eq!(families, serde_json::json!([]), "{families}");
+}
