@@ -141,3 +141,34 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A fresh PostgreSQL database on the server `SESAME_TEST_PG` points to (CI starts one), as a
+/// URL; `None` when it is not set (outside CI only).
+pub fn postgres() -> Option<String> {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("SESAME_TEST_PG") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL tests: set SESAME_TEST_PG"
+        );
+        eprintln!("SESAME_TEST_PG not set: PostgreSQL case skipped on this machine");
+        return None;
+    };
+    let mut r = [0u8; 6];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut r);
+    let name = format!("sesame_cli_{}", hex::encode(r));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut admin = sqlx::postgres::PgConnection::connect(&base).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+    let mut u = url::Url::parse(&base).unwrap();
+    u.set_path(&name);
+    Some(u.to_string())
+}

@@ -1,6 +1,7 @@
 //! The cloud publishes its command key at `/v1/info`; `fleet run --command-key-sha256` fetches
-//! it and uses it only if it matches the pin. `cloud serve`'s startup line and `cloud info`
-//! show the fingerprint to pin.
+//! it and uses it only if it matches the pin. `cloud serve`'s startup line (address, TLS,
+//! database without its password, command key and its fingerprint) and `cloud info` show the
+//! fingerprint to pin.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -154,4 +155,51 @@ fn a_pin_against_a_cloud_without_command_key_is_refused() {
     );
     let (families, _) = enrolled(d, &cloud.url);
     assert_eq!(families, serde_json::json!([]), "{families}");
+}
+
+#[test]
+fn the_startup_line_says_address_tls_database_and_command_key() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let cloud = Server::start(d, None);
+    let addr = cloud.url.strip_prefix("http://").unwrap();
+    assert!(addr.starts_with("127.0.0.1:"), "{}", cloud.banner);
+    assert!(
+        cloud.banner.starts_with(&format!(
+            "sesame cloud on http://{addr} (TLS off; database sqlite://cloud.db; no command key: "
+        )),
+        "{}",
+        cloud.banner
+    );
+    drop(cloud);
+    // A password in the database URL never shows, neither when the database cannot be reached
+    // nor on the startup line.
+    let secret = "pw-never-printed";
+    let o = common::operator(
+        &[
+            "cloud",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &format!("postgres://sesame:{secret}@127.0.0.1:1/sesame"),
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("127.0.0.1:1"), "{}", text(&o));
+    assert!(!text(&o).contains(secret), "{}", text(&o));
+    let Some(db) = common::postgres() else { return };
+    let mut u = url::Url::parse(&db).unwrap();
+    u.set_password(Some(secret)).unwrap();
+    let cloud = Server::start_with(d, &["--db".into(), u.to_string()]);
+    assert!(!cloud.banner.contains(secret), "{}", cloud.banner);
+    u.set_password(Some("***")).unwrap();
+    assert!(
+        cloud
+            .banner
+            .contains(&format!("; database {u}; no command key")),
+        "{}",
+        cloud.banner
+    );
 }
