@@ -6,18 +6,9 @@
 
 mod common;
 
-use common::{operator, text, usage_error, Server};
+use common::{fingerprint, operator, text, usage_error, Server};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::path::Path;
-
-/// SHA-256 of a PEM public key's SPKI DER, computed from the factory's file (what
-/// `openssl pkey -pubin -outform DER | sha256sum` prints).
-fn fingerprint(pem: &Path) -> String {
-    use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
-    let pk = p256::PublicKey::from_public_key_pem(&std::fs::read_to_string(pem).unwrap()).unwrap();
-    hex::encode(Sha256::digest(pk.to_public_key_der().unwrap().as_bytes()))
-}
 
 fn factory(d: &Path) {
     assert!(operator(&["factory", "init", "--dir", "f"], d)

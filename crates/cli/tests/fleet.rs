@@ -69,3 +69,74 @@ fn bench_auth_reports_rates_and_ratios() {
     assert!(out.contains("auth/s ÷ ring verify/s: "), "{out}");
     assert!(out.contains("per core ("), "{out}");
 }
+
+#[test]
+fn a_fleet_spreads_over_two_instances_sharing_one_database() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    assert!(common::operator(&["factory", "init", "--dir", "f"], d)
+        .status
+        .success());
+    // One database for both: PostgreSQL when the suite has one, else an SQLite file (WAL).
+    let db = common::postgres().unwrap_or_else(|| "sqlite://shared.db".into());
+    let args = [
+        "--db".to_string(),
+        db,
+        "--command-key".into(),
+        "f/command.key.pem".into(),
+    ];
+    // One after the other: the first creates the schema.
+    let a = common::Server::start_with(d, &args);
+    let b = common::Server::start_with(d, &args);
+    let pin = common::fingerprint(&d.join("f/command.pub.pem"));
+    let o = common::operator(
+        &[
+            "fleet",
+            "run",
+            "--cloud",
+            &format!("{},{}", a.url, b.url),
+            "--command-key-sha256",
+            &pin,
+            "--devices",
+            "6",
+            "--duration",
+            "2",
+            "--json",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error_total"], 0, "{v}");
+    let clouds = v["clouds"].as_array().unwrap();
+    let urls: Vec<&str> = clouds.iter().map(|c| c["url"].as_str().unwrap()).collect();
+    let mut want = vec![a.url.as_str(), b.url.as_str()];
+    want.sort_unstable();
+    assert_eq!(urls, want, "{v}");
+    for c in clouds {
+        // Round robin: three devices each, every one logged in and sending.
+        assert_eq!(c["devices"], 3, "{v}");
+        assert!(c["authentications"].as_u64().unwrap() >= 3, "{v}");
+        assert!(c["messages"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(c["errors"], 0, "{v}");
+    }
+    let sum = |k: &str| clouds.iter().map(|c| c[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(
+        sum("authentications"),
+        v["authentications"].as_u64().unwrap()
+    );
+    assert_eq!(sum("messages"), v["messages"].as_u64().unwrap());
+    // The family enrolled on the first was revoked at the end, as both instances see it.
+    for url in [&a.url, &b.url] {
+        let o = common::operator(&["cloud", "families", "--url", url, "--json"], d);
+        let f: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let fleet = f["families"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"].as_str().unwrap().starts_with("fleet-"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{f}"));
+        assert_eq!(fleet["revoked"], true, "{f}");
+    }
+}

@@ -151,7 +151,7 @@ pub fn postgres() -> Option<String> {
             std::env::var_os("CI").is_none(),
             "CI must run the PostgreSQL tests: set SESAME_TEST_PG"
         );
-        eprintln!("SESAME_TEST_PG not set: PostgreSQL case skipped on this machine");
+        eprintln!("SESAME_TEST_PG not set: no PostgreSQL case on this machine");
         return None;
     };
     let mut r = [0u8; 6];
@@ -171,4 +171,15 @@ pub fn postgres() -> Option<String> {
     let mut u = url::Url::parse(&base).unwrap();
     u.set_path(&name);
     Some(u.to_string())
+}
+
+/// SHA-256 of a PEM public key's SPKI DER, computed from the factory's file (what
+/// `openssl pkey -pubin -outform DER | sha256sum` prints).
+pub fn fingerprint(pem: &Path) -> String {
+    use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
+    use sha2::Digest;
+    let pk = p256::PublicKey::from_public_key_pem(&std::fs::read_to_string(pem).unwrap()).unwrap();
+    hex::encode(sha2::Sha256::digest(
+        pk.to_public_key_der().unwrap().as_bytes(),
+    ))
 }
