@@ -265,7 +265,7 @@ fn fleet_run(a: RunArgs) -> Result<()> {
                 );
             }
         }
-        outln!("peak memory:        {rss:.0} MB");
+        outln!("peak memory:        {rss:.0} MB (VmHWM of this process: chips, agents and the embedded cloud)");
     }
     if a.cloud.is_some() && !a.keep {
         crate::client::call(

@@ -37,6 +37,21 @@ fn a_small_fleet_authenticates_and_sends_telemetry() {
     }
     assert!(v["authentications_per_second"].as_f64().unwrap() > 0.0);
     assert!(v["messages_per_second"].as_f64().unwrap() > 0.0);
+    // Peak memory is the process's high-water mark: at least what 20 chips and a cloud hold.
+    assert!(v["peak_rss_mb"].as_f64().unwrap() >= 1.0, "{v}");
+    // The human summary says it too.
+    let o = sesame(&["fleet", "run", "--devices", "2", "--duration", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let mb: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("peak memory:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no peak memory in:\n{out}"))
+        .parse()
+        .unwrap();
+    assert!(mb >= 1.0, "{out}");
+    assert!(!out.contains("per cloud instance"), "{out}");
 }
 
 #[test]
