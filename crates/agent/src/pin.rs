@@ -9,7 +9,9 @@ use p256::pkcs8::DecodePublicKey;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::AgentError;
+use crate::{chip, layout, Agent, AgentError};
+use embedded_hal::delay::DelayNs;
+use embedded_hal::i2c::I2c;
 
 /// What `GET /v1/info` says about a cloud.
 #[derive(Clone, Debug, Deserialize)]
@@ -60,6 +62,8 @@ pub enum PinError {
     NoKey,
     /// The published key is not a P-256 SubjectPublicKeyInfo in PEM.
     BadKey(String),
+    /// The cloud publishes the pinned key, but the chip holds another command key.
+    NotInChip,
 }
 
 impl core::fmt::Display for PinError {
@@ -76,6 +80,10 @@ impl core::fmt::Display for PinError {
             Self::NoKey => write!(
                 f,
                 "the cloud publishes no command key, yet a command key fingerprint is pinned: start the cloud with --command-key (the factory's command.key.pem), or drop the pin"
+            ),
+            Self::NotInChip => write!(
+                f,
+                "the cloud publishes the pinned command key, but this chip holds another one (zone 1): it was made for another cloud's key and would refuse this cloud's signatures; use the cloud its factory's command key belongs to"
             ),
             Self::BadKey(why) => write!(
                 f,
@@ -152,6 +160,24 @@ pub fn pinned_command_key(
     let pin = parse_pin(pin).map_err(AgentError::Pin)?;
     let info = fetch_info(http, base)?;
     check_pinned(&info, &pin).map_err(AgentError::Pin)
+}
+
+impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
+    /// Before anything else goes to the cloud: checks that it publishes the command key pinned
+    /// by `pin` (hex) and that this chip holds that same key, so the chip will accept the
+    /// cloud's commands and telemetry key.
+    pub fn check_command_key(&mut self, pin: &str) -> Result<PinnedKey, AgentError> {
+        let (http, base) = self.http();
+        let key = pinned_command_key(http, base, pin)?;
+        let mut held = vec![0u8; key.point.len()];
+        self.chip()
+            .read_zone(layout::COMMAND_KEY, 0, &mut held)
+            .map_err(chip)?;
+        if held != key.point {
+            return Err(AgentError::Pin(PinError::NotInChip));
+        }
+        Ok(key)
+    }
 }
 
 #[cfg(test)]

@@ -265,7 +265,12 @@ fn fleet_run(a: RunArgs) -> Result<()> {
                 );
             }
         }
-        outln!("peak memory:        {rss:.0} MB (VmHWM of this process: chips, agents and the embedded cloud)");
+        let what = if a.cloud.is_none() {
+            "chips, agents and the embedded cloud"
+        } else {
+            "chips and agents"
+        };
+        outln!("peak memory:        {rss:.0} MB (VmHWM of this process: {what})");
     }
     if a.cloud.is_some() && !a.keep {
         crate::client::call(

@@ -194,3 +194,134 @@ fn the_startup_line_says_address_tls_database_and_command_key() {
         cloud.banner
     );
 }
+
+#[test]
+fn a_device_checks_the_pin_against_the_cloud_and_its_chip() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    factory(d);
+    // A second factory, whose command key no chip of the first holds.
+    assert!(operator(&["factory", "init", "--dir", "g"], d)
+        .status
+        .success());
+    let o = operator(
+        &[
+            "factory",
+            "personalize",
+            "--dir",
+            "f",
+            "--family",
+            "family-1",
+            "--count",
+            "1",
+            "--out",
+            "b",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = std::fs::read_to_string(d.join("b/manifest.jsonl")).unwrap();
+    let serial = serde_json::from_str::<Value>(manifest.lines().next().unwrap()).unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = format!("b/chips/{serial}.chip");
+    let ours = Server::start(d, Some(&d.join("f/command.key.pem")));
+    let theirs = Server::start_with(
+        &d.join("g"),
+        &[
+            "--db".into(),
+            "sqlite://cloud.db".into(),
+            "--command-key".into(),
+            "command.key.pem".into(),
+        ],
+    );
+    for (cloud, bundle, key) in [
+        (
+            &ours,
+            "f/families/family-1/ca.pem",
+            "f/families/family-1/ca.key.pem",
+        ),
+        (
+            &theirs,
+            "f/families/family-1/ca.pem",
+            "f/families/family-1/ca.key.pem",
+        ),
+    ] {
+        for a in [
+            vec!["cloud", "trust-root", "f/root.pem", "--url", &cloud.url],
+            vec![
+                "cloud",
+                "enroll-family",
+                "--bundle",
+                bundle,
+                "--key",
+                key,
+                "--url",
+                &cloud.url,
+            ],
+        ] {
+            let o = operator(&a, d);
+            assert!(o.status.success(), "{}", text(&o));
+        }
+    }
+    let login = |url: &str, pin: &str| {
+        operator(
+            &[
+                "device",
+                "--image",
+                &image,
+                "--key-file",
+                "f/chip.key",
+                "login",
+                "--cloud",
+                url,
+                "--command-key-sha256",
+                pin,
+            ],
+            d,
+        )
+    };
+    let logins = |url: &str| -> usize {
+        let o = operator(&["cloud", "audit", "--url", url, "--json"], d);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["serial"] == serial.as_str())
+            .count()
+    };
+    let pin = fingerprint(&d.join("f/command.pub.pem"));
+    // The right pin: the chip holds that key, the session carries a telemetry key.
+    let o = login(&ours.url, &pin);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("matches the pin and the chip"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("telemetry key established"),
+        "{}",
+        text(&o)
+    );
+    assert!(logins(&ours.url) > 0);
+    // The other cloud, pinned as ours: refused before the device says anything to it.
+    let o = login(&theirs.url, &pin);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not the pinned"), "{}", text(&o));
+    // The other cloud, pinned as itself: it is, but this chip holds another key.
+    let o = login(&theirs.url, &fingerprint(&d.join("g/command.pub.pem")));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("this chip holds another one"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        logins(&theirs.url),
+        0,
+        "the device spoke to the other cloud"
+    );
+}
