@@ -197,6 +197,8 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         let mut buf = vec![0u8; 2048];
         let n = se.read_certificate(0, &mut buf).map_err(chip)?;
         buf.truncate(n);
+        // Kept for the agent's life: a fleet simulation holds 100,000 of them.
+        buf.shrink_to_fit();
         let id = sesame_pki::device_identity(&buf)
             .map_err(|e| AgentError::Chip(format!("zone 0 certificate: {e}")))?;
         let http = ureq::AgentBuilder::new()
