@@ -12,6 +12,7 @@
 pub mod data;
 pub mod layout;
 pub mod mtls;
+pub mod pin;
 
 use std::time::Duration;
 
@@ -70,6 +71,8 @@ pub enum AgentError {
     /// A state-changing command was sent but its answer was lost or damaged: it may have run.
     /// The string says what may have changed.
     OutcomeUnknown(&'static str),
+    /// The cloud's command key does not match the pinned fingerprint, or it has none.
+    Pin(pin::PinError),
 }
 
 impl core::fmt::Display for AgentError {
@@ -86,6 +89,7 @@ impl core::fmt::Display for AgentError {
             Self::OutcomeUnknown(what) => {
                 write!(f, "outcome unknown: {what}; read it before retrying")
             }
+            Self::Pin(e) => write!(f, "{e}"),
         }
     }
 }
@@ -193,6 +197,8 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         let mut buf = vec![0u8; 2048];
         let n = se.read_certificate(0, &mut buf).map_err(chip)?;
         buf.truncate(n);
+        // Kept for the agent's life: a fleet simulation holds 100,000 of them.
+        buf.shrink_to_fit();
         let id = sesame_pki::device_identity(&buf)
             .map_err(|e| AgentError::Chip(format!("zone 0 certificate: {e}")))?;
         let http = ureq::AgentBuilder::new()

@@ -98,6 +98,7 @@ struct Inner {
     lease_base: Mutex<Duration>,
     next_client: AtomicU64,
     log: Mutex<Option<Log>>,
+    trace: Mutex<Option<crate::trace::TraceLog>>,
 }
 
 /// An I2C bus with chips on it. Cloning gives another handle to the same bus.
@@ -136,6 +137,7 @@ impl Bus {
                 // clients choose themselves (protocol.md §10.2).
                 next_client: AtomicU64::new(1 << 63),
                 log: Mutex::new(None),
+                trace: Mutex::new(None),
             }),
         }
     }
@@ -179,6 +181,12 @@ impl Bus {
     /// Reports storage failures (which chip, which command, the OS error) to `log`.
     pub fn set_log(&self, log: Option<Log>) {
         *self.inner.log.lock().unwrap_or_else(|e| e.into_inner()) = log;
+    }
+
+    /// Reports every command a chip on this bus runs (codes and lengths, never payloads) to
+    /// `trace`; `None` stops it.
+    pub fn set_trace(&self, trace: Option<crate::trace::TraceLog>) {
+        *self.inner.trace.lock().unwrap_or_else(|e| e.into_inner()) = trace;
     }
 
     fn report(&self, chip: &mut Chip) {
@@ -255,7 +263,14 @@ impl Bus {
             .faults()
             .as_mut()
             .map_or(WriteFault::None, FaultState::on_write);
+        let trace = self
+            .inner
+            .trace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut chip = lock(&chip);
+        let started = trace.as_ref().map(|_| Instant::now());
         // A client holding another's answer makes the chip busy before any fault is drawn.
         if fault != WriteFault::Nack && fault != WriteFault::CutBefore {
             chip.check_write(client, now).map_err(BusError::Nack)?;
@@ -279,6 +294,16 @@ impl Bus {
             WriteFault::None => chip.write_as(client, bytes, now).map_err(BusError::Nack),
         };
         self.report(&mut chip);
+        let ran = chip.take_ran();
+        let serial = chip.serial();
+        drop(chip);
+        if let (Some(trace), Some(ran), Some(t0)) = (trace, ran, started) {
+            trace(&crate::trace::Transaction {
+                serial,
+                ran,
+                duration: t0.elapsed(),
+            });
+        }
         r
     }
 

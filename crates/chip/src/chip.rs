@@ -63,6 +63,8 @@ pub struct Chip {
     answer_address: Option<u8>,
     lease: Lease,
     storage_failure: Option<StorageFailure>,
+    /// The command the last write ran, for a transaction log.
+    ran: Option<crate::trace::Ran>,
 }
 
 /// A command whose new state could not be stored: the chip answered an error status (0x05, or
@@ -120,6 +122,7 @@ impl Chip {
             answer_address: None,
             lease: Lease::default(),
             storage_failure: None,
+            ran: None,
         }
     }
 
@@ -215,6 +218,7 @@ impl Chip {
     /// One I2C write transaction from bus client `client`. While another client's answer is
     /// leased to it (protocol.md §10.2) the write is NACKed as busy.
     pub fn write_as(&mut self, client: ClientId, frame: &[u8], now: Duration) -> Result<(), Nack> {
+        self.ran = None;
         self.lease.check_write(client, now)?;
         self.answer_address = None;
         match self.sleep {
@@ -231,6 +235,12 @@ impl Chip {
             return Err(Nack::Busy);
         }
         let code = self.execute(frame);
+        self.ran = Some(crate::trace::Ran {
+            command: code,
+            request_len: frame.len(),
+            response_len: self.pending.len(),
+            status: self.pending.first().map(|r| sesame_wire::Status(r & 0x1F)),
+        });
         if self.options.realistic_timing {
             self.busy_until = now + processing_time(code);
         }
@@ -282,6 +292,11 @@ impl Chip {
     /// The lease base in force.
     pub fn lease_base(&self) -> Duration {
         self.lease.base()
+    }
+
+    /// What the last write ran, if it ran a command (taken once).
+    pub fn take_ran(&mut self) -> Option<crate::trace::Ran> {
+        self.ran.take()
     }
 
     /// The last storage failure not yet taken, for the bus to log.

@@ -33,6 +33,7 @@ pub mod server;
 mod state;
 mod storage;
 mod timing;
+pub mod trace;
 #[cfg(feature = "test-keys")]
 pub mod vectors;
 

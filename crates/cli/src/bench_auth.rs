@@ -61,6 +61,7 @@ pub fn run(a: AuthArgs) -> Result<()> {
     // The cloud runs on its own named threads (and SQLite's workers): their CPU time over the
     // run is the cloud's, apart from the devices signing in this process.
     let (cpu_before, _) = crate::cputime::threads(&sim::CLOUD_THREADS)?;
+    let (db_before, _) = crate::cputime::threads(&sim::CLOUD_THREADS[1..])?;
     let (mut out, secs) = sim::run_workers(
         devices,
         a.devices,
@@ -71,6 +72,8 @@ pub fn run(a: AuthArgs) -> Result<()> {
         &mut |_| {},
     );
     let (cpu_after, threads) = crate::cputime::threads(&sim::CLOUD_THREADS)?;
+    let (db_after, _) = crate::cputime::threads(&sim::CLOUD_THREADS[1..])?;
+    let db_cpu = db_after.saturating_sub(db_before).as_secs_f64();
     let cloud_cpu = cpu_after.saturating_sub(cpu_before).as_secs_f64();
     let auths = out.login_us.len() as f64;
     let auth_rate = auths / secs.max(1e-9);
@@ -100,7 +103,8 @@ pub fn run(a: AuthArgs) -> Result<()> {
     let per_login_us = cloud_cpu * 1e6 / auths;
     let logins_per_cpu = auths / cloud_cpu;
     outln!(
-        "cloud CPU: {cloud_cpu:.2} s on {threads} threads = {per_login_us:.0} µs per login = {logins_per_cpu:.0} logins per cloud-CPU-second"
+        "cloud CPU: {cloud_cpu:.2} s on {threads} threads = {per_login_us:.0} µs per login = {logins_per_cpu:.0} logins per cloud-CPU-second (SQLite's threads: {:.0} µs)",
+        db_cpu * 1e6 / auths
     );
     let window = Duration::from_secs_f64((a.seconds as f64).clamp(0.5, 2.0));
     let (ring, rust) = verify_rates(window)?;

@@ -278,6 +278,8 @@ pub fn inspect(path: &Path, json: bool, key: &SealKey) -> Result<()> {
 pub struct Limits {
     pub max_connections: usize,
     pub idle_timeout: std::time::Duration,
+    /// Log every transaction (`-v`).
+    pub verbose: bool,
 }
 
 pub fn serve(
@@ -325,6 +327,9 @@ pub fn serve(
     };
     listener.exit_on_signals(&bus, options.log.clone())?;
     bus.set_log(Some(options.log.clone()));
+    if limits.verbose {
+        bus.set_trace(Some(std::sync::Arc::new(|t| eprintln!("debug: {t}"))));
+    }
     listener.serve_with(&bus, &options)?;
     Ok(())
 }

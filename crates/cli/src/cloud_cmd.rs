@@ -37,6 +37,23 @@ pub enum CloudCommand {
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+    /// What the cloud publishes to anyone (no token): its identity, version, and the
+    /// fingerprints of its command and firmware keys (SHA-256 of the SPKI DER), e.g. the
+    /// command key's to pin with `fleet run --command-key-sha256`.
+    Info {
+        /// Cloud base URL.
+        #[arg(
+            long,
+            env = "SESAME_CLOUD_URL",
+            default_value = "http://127.0.0.1:8443"
+        )]
+        url: String,
+        #[command(flatten)]
+        trust: crate::client::Trust,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Trust a root CA.
     TrustRoot {
         #[command(flatten)]
@@ -294,14 +311,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         _ => None,
     };
     crate::serve_check::database(&cfg.db)?;
-    let command = match &cfg.command_key {
-        Some(k) => format!("command key {k}: commands and encrypted telemetry on"),
-        None => "no command key: no commands, no encrypted telemetry (--command-key FILE)".into(),
-    };
-    let firmware = match &cfg.firmware_key {
-        Some(k) => format!("firmware key {k}: releases verified"),
-        None => "no firmware key: no releases (--firmware-key FILE)".into(),
-    };
+    let (command_path, firmware_path) = (cfg.command_key.clone(), cfg.firmware_key.clone());
     let db_name = redact(&cfg.db);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -328,6 +338,19 @@ fn serve(a: ServeArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = l.local_addr()?;
         let (scheme, on) = if tls.is_some() { ("https", "on") } else { ("http", "off") };
+        // The fingerprints are of the keys as loaded, the ones `/v1/info` publishes.
+        let info = service.info();
+        let command = match (&command_path, &info.command_key) {
+            (Some(k), Some(pk)) => format!(
+                "command key loaded, sha256 {} ({k}): commands and encrypted telemetry on",
+                pk.sha256
+            ),
+            _ => "no command key: no commands, no encrypted telemetry (--command-key FILE)".into(),
+        };
+        let firmware = match (&firmware_path, &info.firmware_key_sha256) {
+            (Some(k), Some(h)) => format!("firmware key sha256 {h} ({k}): releases verified"),
+            _ => "no firmware key: no releases (--firmware-key FILE)".into(),
+        };
         eprintln!(
             "sesame cloud on {scheme}://{addr} (TLS {on}; database {db_name}; {command}; {firmware})"
         );
@@ -337,6 +360,29 @@ fn serve(a: ServeArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// `sesame cloud info`.
+fn info(url: &str, trust: &crate::client::Trust, json: bool) -> Result<()> {
+    let base = crate::client::base_url(url, "--url")?;
+    let http = trust.agent(std::time::Duration::from_secs(30))?;
+    let v = crate::client::call(&http, &base, None, "GET", "/v1/info", None)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    outln!("identity:             {}", text(&v["identity"]));
+    outln!("version:              {}", text(&v["version"]));
+    match v["command_key"]["sha256"].as_str() {
+        Some(h) => outln!("command key sha256:   {h}"),
+        None => outln!("command key sha256:   none (the cloud runs without --command-key)"),
+    }
+    match v["firmware_key_sha256"].as_str() {
+        Some(h) => outln!("firmware key sha256:  {h}"),
+        None => outln!("firmware key sha256:  none (the cloud runs without --firmware-key)"),
+    }
+    Ok(())
 }
 
 /// A database URL without its password, for messages.
@@ -401,6 +447,7 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             firmware_key,
             tls: tls_cert.zip(tls_key),
         }),
+        CloudCommand::Info { url, trust, json } => info(&url, &trust, json),
         CloudCommand::TrustRoot { op, root } => {
             let v = op.call(
                 "POST",

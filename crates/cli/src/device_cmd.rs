@@ -104,6 +104,11 @@ enum DeviceCommand {
         /// Cloud base URL.
         #[arg(long)]
         cloud: String,
+        /// The SHA-256 of the cloud's command public key (SPKI DER, hex, as `sesame cloud
+        /// info` shows it): checked against the key the cloud publishes and the one in the
+        /// chip before anything else is sent.
+        #[arg(long, env = "SESAME_COMMAND_KEY_SHA256", value_name = "HEX")]
+        command_key_sha256: Option<String>,
         #[command(flatten)]
         trust: crate::client::Trust,
     },
@@ -112,6 +117,11 @@ enum DeviceCommand {
         /// Cloud base URL.
         #[arg(long)]
         cloud: String,
+        /// The SHA-256 of the cloud's command public key (SPKI DER, hex, as `sesame cloud
+        /// info` shows it): checked against the key the cloud publishes and the one in the
+        /// chip before anything else is sent.
+        #[arg(long, env = "SESAME_COMMAND_KEY_SHA256", value_name = "HEX")]
+        command_key_sha256: Option<String>,
         /// Where the device keeps its installed firmware.
         #[arg(long)]
         dir: PathBuf,
@@ -286,10 +296,17 @@ where
                 data,
                 mac,
             }) => self.zone_write(zone, offset, &data, mac),
-            DeviceCommand::Login { cloud, trust } => cloud::login(self, &cloud, &trust),
-            DeviceCommand::Update { cloud, dir, trust } => {
-                cloud::update(self, &cloud, &dir, &trust)
-            }
+            DeviceCommand::Login {
+                cloud,
+                command_key_sha256,
+                trust,
+            } => cloud::login(self, &cloud, command_key_sha256.as_deref(), &trust),
+            DeviceCommand::Update {
+                cloud,
+                command_key_sha256,
+                dir,
+                trust,
+            } => cloud::update(self, &cloud, command_key_sha256.as_deref(), &dir, &trust),
             DeviceCommand::Boot { dir } => cloud::boot(self, &dir),
             DeviceCommand::Counter(CounterCommand::Decrement {
                 zone,

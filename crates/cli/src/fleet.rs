@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -32,16 +32,29 @@ pub struct RunArgs {
     /// Seconds to run (logins included).
     #[arg(long, default_value_t = 30)]
     duration: u64,
-    /// Cloud base URL (default: an embedded cloud on SQLite in a temporary directory).
-    #[arg(long)]
+    /// Cloud base URL (default: an embedded cloud on SQLite in a temporary directory). Several,
+    /// comma-separated (instances of one cloud sharing its database), spread the devices over
+    /// them round robin; the summary counts per instance.
+    #[arg(long, value_name = "URL[,URL…]")]
     cloud: Option<String>,
     /// Operator token of `--cloud` (default: $SESAME_CLOUD_ADMIN_TOKEN).
     #[arg(long, env = "SESAME_CLOUD_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The `--cloud`'s command public key (PEM, e.g. the factory's command.pub.pem), written
     /// to zone 1 so the devices accept its telemetry key exchange.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "command_key_sha256")]
     command_pub: Option<PathBuf>,
+    /// Instead of --command-pub: the SHA-256 of the `--cloud`'s command public key (its SPKI
+    /// DER, hex, as `sesame cloud info` or the cloud's startup line shows it). The key is
+    /// fetched from the cloud's /v1/info and used only if it matches; otherwise the run stops
+    /// before anything is sent.
+    #[arg(
+        long,
+        env = "SESAME_COMMAND_KEY_SHA256",
+        value_name = "HEX",
+        requires = "cloud"
+    )]
+    command_key_sha256: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -70,6 +83,10 @@ fn fleet_run(a: RunArgs) -> Result<()> {
     if a.workers == 0 {
         return Err(usage("--workers must be at least 1"));
     }
+    if let Some(pin) = &a.command_key_sha256 {
+        sesame_agent::pin::parse_pin(pin)
+            .map_err(|e| usage(format!("--command-key-sha256: {e}")))?;
+    }
     // Ctrl-C (or SIGTERM) stops the run and still prints its summary; a second one ends the
     // process at once.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -82,7 +99,7 @@ fn fleet_run(a: RunArgs) -> Result<()> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let pki = Pki::new()?;
     let embedded;
-    let (url, token, command_point, cloud_name) = match &a.cloud {
+    let (urls, token, command_point, cloud_name) = match &a.cloud {
         None => {
             embedded = Some(EmbeddedCloud::start(true)?);
             let c = embedded
@@ -90,32 +107,48 @@ fn fleet_run(a: RunArgs) -> Result<()> {
                 .map(|c| (c.url.clone(), c.command_point.clone()));
             let (url, point) = c.unwrap_or_default();
             (
-                url,
+                vec![url],
                 sim::ADMIN.to_string(),
                 point,
                 "embedded (SQLite)".to_string(),
             )
         }
-        Some(url) => {
+        Some(list) => {
             embedded = None;
-            let url = crate::client::base_url(url, "--cloud")?;
+            let urls = list
+                .split(',')
+                .map(|u| crate::client::base_url(u.trim(), "--cloud"))
+                .collect::<Result<Vec<_>>>()?;
             let Some(token) = a.token.clone() else {
                 bail!("--cloud needs the operator token (--token or $SESAME_CLOUD_ADMIN_TOKEN)");
             };
-            let point = a
-                .command_pub
-                .as_deref()
-                .map(sim::command_point_from_pem)
-                .transpose()?;
+            let point = match (&a.command_key_sha256, &a.command_pub) {
+                // Every instance must publish the pinned key: a device may land on any.
+                (Some(pin), _) => {
+                    let mut point = None;
+                    for url in &urls {
+                        let k = sesame_agent::pin::pinned_command_key(&http, url, pin)
+                            .map_err(|e| anyhow!("{url}: {e}"))?;
+                        eprintln!("command key {} of {url} matches the pin", k.sha256);
+                        point = Some(k.point);
+                    }
+                    point
+                }
+                (None, Some(path)) => Some(sim::command_point_from_pem(path)?),
+                (None, None) => None,
+            };
             if point.is_none() {
-                eprintln!("note: no --command-pub: zone 1 stays empty. A cloud with a command key then fails the logins (the chip cannot check its ECDH key); one without cannot take telemetry (no telemetry key).");
+                eprintln!("note: no --command-key-sha256 or --command-pub: zone 1 stays empty. A cloud with a command key then fails the logins (the chip cannot check its ECDH key); one without cannot take telemetry (no telemetry key).");
             }
-            (url.clone(), token, point, url)
+            let name = urls.join(", ");
+            (urls, token, point, name)
         }
     };
+    // Instances of one cloud share its database: enrolling on the first one enrolls on all.
+    let url = urls[0].clone();
     pki.enroll_with(&http, &url, &token)?;
     let (devices, perso_s) =
-        sim::personalize(a.devices, &pki, command_point.as_deref(), &url, tty)?;
+        sim::personalize_over(a.devices, &pki, command_point.as_deref(), &urls, tty)?;
     let workers = a.workers.min(a.devices);
     eprintln!(
         "fleet: {} devices running for {} s against the {cloud_name} cloud (Ctrl-C stops early and prints the summary)",
@@ -188,6 +221,13 @@ fn fleet_run(a: RunArgs) -> Result<()> {
             "error_total": out.error_total(),
             "interrupted": interrupted.load(Ordering::Relaxed),
             "peak_rss_mb": round(rss),
+            "clouds": out.clouds.iter().map(|(url, c)| json!({
+                "url": url,
+                "devices": c.devices,
+                "authentications": c.auths,
+                "messages": c.messages,
+                "errors": c.errors,
+            })).collect::<Vec<_>>(),
         });
         outln!("{v}");
     } else {
@@ -213,7 +253,24 @@ fn fleet_run(a: RunArgs) -> Result<()> {
         for (kind, n) in &out.errors {
             outln!("  {n:>8}  {kind}");
         }
-        outln!("peak memory:        {rss:.0} MB");
+        if out.clouds.len() > 1 {
+            outln!("per cloud instance:");
+            for (url, c) in &out.clouds {
+                outln!(
+                    "  {url}: {} devices, {} authentications, {} messages, {} errors",
+                    c.devices,
+                    c.auths,
+                    c.messages,
+                    c.errors
+                );
+            }
+        }
+        let what = if a.cloud.is_none() {
+            "chips, agents and the embedded cloud"
+        } else {
+            "chips and agents"
+        };
+        outln!("peak memory:        {rss:.0} MB (VmHWM of this process: {what})");
     }
     if a.cloud.is_some() && !a.keep {
         crate::client::call(

@@ -269,6 +269,10 @@ enum ChipCommand {
         /// Close a connection that sends nothing for this many seconds.
         #[arg(long, default_value_t = 300)]
         idle_timeout: u64,
+        /// Log every transaction at debug level on stderr: chip, command, request and response
+        /// lengths, status, duration (never a payload).
+        #[arg(short, long)]
+        verbose: bool,
         #[command(flatten)]
         key: KeyArgs,
     },
@@ -403,12 +407,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             faults,
             max_connections,
             idle_timeout,
+            verbose,
             key,
         }) => {
             let key = chip_cmd::chip_key(key.key_file.as_deref())?;
             let limits = chip_cmd::Limits {
                 max_connections,
                 idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)),
+                verbose,
             };
             chip_cmd::serve(&images, &listen, timing, faults, limits, &key)
         }

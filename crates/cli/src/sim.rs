@@ -227,6 +227,21 @@ pub fn personalize(
     url: &str,
     progress: bool,
 ) -> Result<(Vec<Device>, f64)> {
+    personalize_over(n, pki, command_point, &[url.to_string()], progress)
+}
+
+/// [`personalize`], device `i` talking to `urls[i % urls.len()]` (round robin over the
+/// instances of one cloud).
+pub fn personalize_over(
+    n: usize,
+    pki: &Pki,
+    command_point: Option<&[u8]>,
+    urls: &[String],
+    progress: bool,
+) -> Result<(Vec<Device>, f64)> {
+    if urls.is_empty() {
+        return Err(anyhow!("no cloud URL"));
+    }
     let started = Instant::now();
     let bar = bar(
         progress,
@@ -242,8 +257,8 @@ pub fn personalize(
                 let bar = &bar;
                 s.spawn(move || {
                     let mut v = Vec::with_capacity(n / threads + 1);
-                    for _ in (t..n).step_by(threads) {
-                        v.push(make_device(pki, command_point, url)?);
+                    for i in (t..n).step_by(threads) {
+                        v.push(make_device(pki, command_point, &urls[i % urls.len()])?);
                         bar.inc(1);
                     }
                     Ok(v)

@@ -321,3 +321,132 @@ fn the_encrypted_profile_is_shown_and_used() {
     let o = ok(sesame(&["chip", "inspect", "c.chip", "--key-file", "k"], d));
     assert!(text(&o).contains("    (none)"), "{}", text(&o));
 }
+
+/// One raw command over the socket protocol: the write's ack, then the response frame.
+fn raw_command(s: &mut std::os::unix::net::UnixStream, addr: u8, frame: &[u8]) -> (u8, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut req = vec![b'W', addr];
+    req.extend((frame.len() as u16).to_be_bytes());
+    req.extend(frame);
+    s.write_all(&req).unwrap();
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack).unwrap();
+    if ack[0] != 0 {
+        return (ack[0], Vec::new());
+    }
+    s.write_all(&[b'R', addr, 0, 64]).unwrap();
+    let mut rsp = [0u8; 65];
+    s.read_exact(&mut rsp).unwrap();
+    assert_eq!(rsp[0], 0, "read NACKed");
+    let len = 3 + u16::from_be_bytes([rsp[2], rsp[3]]) as usize;
+    (0, rsp[1..1 + len].to_vec())
+}
+
+#[test]
+fn verbose_logs_one_line_per_transaction_and_no_payload() {
+    use sesame_wire::{CommandCode, CommandFrame, Header};
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    new_chip(d);
+    let sock = d.join("bus.sock");
+    let mut args = serve_args(&sock);
+    args.push("-v".into());
+    let mut child = common::command(d)
+        .args(&args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut s = loop {
+        if let Ok(s) = std::os::unix::net::UnixStream::connect(&sock) {
+            break s;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "server exited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Five Echo commands with a payload that must never be logged, one frame with a bad CRC
+    // (the chip answers an error), and a write to an address nobody answers (no transaction).
+    let secret: Vec<u8> = (0..24u8).map(|i| 0xC3 ^ i.wrapping_mul(37)).collect();
+    let mut frame = [0u8; 64];
+    let n = CommandFrame {
+        header: Header::plain(CommandCode::ECHO),
+        payload: &secret,
+        cmac: None,
+    }
+    .encode(&mut frame)
+    .unwrap();
+    let echo = &frame[..n];
+    let mut rsp_len = 0;
+    for i in 0..5 {
+        if i == 3 {
+            let mut bad = echo.to_vec();
+            bad[n - 1] ^= 0xFF;
+            let (ack, rsp) = raw_command(&mut s, 0x20, &bad);
+            assert_eq!(ack, 0);
+            assert_ne!(rsp[0] & 0x1F, 0, "a bad CRC is answered with an error");
+            assert_eq!(raw_command(&mut s, 0x31, echo).0, 2, "no device at 0x31");
+        }
+        let (ack, rsp) = raw_command(&mut s, 0x20, echo);
+        assert_eq!(ack, 0);
+        assert_eq!(&rsp[3..3 + secret.len()], &secret[..]);
+        rsp_len = rsp.len();
+    }
+    drop(s);
+    // Device commands whose data is secret: random bytes out, a digest in, a signature out.
+    let target = format!("unix:{}", sock.display());
+    let random = ok(sesame(&["device", "random", "32", "--bus", &target], d));
+    let random = String::from_utf8(random.stdout).unwrap().trim().to_string();
+    let digest = hex::encode([0x6Bu8; 32]);
+    let sig = ok(sesame(
+        &[
+            "device", "sign", "--digest", &digest, "--bus", &target, "--json",
+        ],
+        d,
+    ));
+    let sig: serde_json::Value = serde_json::from_slice(&sig.stdout).unwrap();
+    let sig = sig["signature"].as_str().unwrap().to_string();
+    signal(&child, Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8(out.stderr).unwrap();
+    let debug: Vec<&str> = log.lines().filter(|l| l.starts_with("debug: ")).collect();
+    // The raw client's transactions come first, one line each, in order.
+    let echo_line = format!("ECHO (0x00): request {n} B, response {rsp_len} B, status OK (0x00), ");
+    for (i, l) in debug.iter().take(6).enumerate() {
+        if i == 3 {
+            assert!(l.contains("status COMMUNICATION_ERROR (0x01)"), "{log}");
+        } else {
+            assert!(l.contains(&echo_line), "line {i}: {l}\n{log}");
+        }
+        assert!(l.starts_with("debug: chip ") && l.ends_with(" us"), "{l}");
+    }
+    // Then the device commands' (init, random, sign, …): every line has the same shape.
+    assert!(debug.len() > 6 + 2, "{log}");
+    assert!(
+        debug
+            .iter()
+            .any(|l| l.contains(" GENERATE_RANDOM (0x02): ")),
+        "{log}"
+    );
+    assert!(
+        debug
+            .iter()
+            .any(|l| l.contains(" GENERATE_SIGNATURE (0x16): ")),
+        "{log}"
+    );
+    // No payload byte reaches the log, in any case.
+    let upper = log.to_uppercase();
+    for (what, h) in [
+        ("echo payload", hex::encode(&secret)),
+        ("random", random),
+        ("digest", digest),
+        ("signature", sig),
+    ] {
+        assert_eq!(h.len() % 2, 0);
+        // The whole value and each half.
+        for part in [&h[..], &h[..h.len() / 2], &h[h.len() / 2..]] {
+            assert!(
+                !upper.contains(&part.to_uppercase()),
+                "{what} in the log:\n{log}"
+            );
+        }
+    }
+}

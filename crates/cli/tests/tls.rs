@@ -52,7 +52,12 @@ fn every_client_trusts_a_private_ca_when_told() {
         "{}",
         cloud.banner
     );
-    assert!(cloud.banner.contains("command key"), "{}", cloud.banner);
+    assert!(cloud.banner.contains("(TLS on; "), "{}", cloud.banner);
+    assert!(
+        cloud.banner.contains("command key loaded, sha256 "),
+        "{}",
+        cloud.banner
+    );
     let url = cloud.url.as_str();
     // Not trusted: the refusal says what to pass.
     let o = operator(&["cloud", "devices", "--url", url], d);

@@ -32,6 +32,7 @@ pub fn app(service: Arc<Service>) -> Router {
             "/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),
         )
+        .route("/v1/info", get(crate::info::handler))
         .route("/v1/auth/challenge", post(challenge))
         .route("/v1/auth/response", post(response))
         .route("/v1/auth/tls", post(tls_login))

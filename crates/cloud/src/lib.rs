@@ -16,6 +16,7 @@ mod data;
 mod error;
 mod extract;
 mod guard;
+pub mod info;
 mod login;
 mod metrics;
 pub mod mtls;

@@ -13,15 +13,33 @@ use crate::client::Trust;
 
 use super::Device;
 
-fn agent<I>(d: Device<I>, cloud: &str, trust: &Trust) -> Result<(Agent<I, super::StdDelay>, bool)>
+fn agent<I>(
+    d: Device<I>,
+    cloud: &str,
+    pin: Option<&str>,
+    trust: &Trust,
+) -> Result<(Agent<I, super::StdDelay>, bool)>
 where
     I: I2c,
     I::Error: Send + Sync + 'static,
 {
     let json = d.json;
     let url = crate::client::base_url(cloud, "--cloud")?;
+    if let Some(p) = pin {
+        sesame_agent::pin::parse_pin(p)
+            .map_err(|e| crate::out::usage(format!("--command-key-sha256: {e}")))?;
+    }
     let mut a = Agent::new(d.se, &url)?;
     a.set_http(trust.agent(Duration::from_secs(15))?);
+    if let Some(p) = pin {
+        let k = a
+            .check_command_key(p)
+            .map_err(|e| anyhow!("{url}: {}", hint(e)))?;
+        eprintln!(
+            "command key {} of {url} matches the pin and the chip",
+            k.sha256
+        );
+    }
     Ok((a, json))
 }
 
@@ -34,12 +52,12 @@ fn hint(e: AgentError) -> anyhow::Error {
 }
 
 /// The seven steps against `cloud`.
-pub(super) fn login<I>(d: Device<I>, cloud: &str, trust: &Trust) -> Result<()>
+pub(super) fn login<I>(d: Device<I>, cloud: &str, pin: Option<&str>, trust: &Trust) -> Result<()>
 where
     I: I2c,
     I::Error: Send + Sync + 'static,
 {
-    let (mut a, json) = agent(d, cloud, trust)?;
+    let (mut a, json) = agent(d, cloud, pin, trust)?;
     let s = a.login().map_err(hint)?.clone();
     if json {
         outln!(
@@ -62,12 +80,18 @@ where
 }
 
 /// Login, then install a newer release if there is one.
-pub(super) fn update<I>(d: Device<I>, cloud: &str, dir: &Path, trust: &Trust) -> Result<()>
+pub(super) fn update<I>(
+    d: Device<I>,
+    cloud: &str,
+    pin: Option<&str>,
+    dir: &Path,
+    trust: &Trust,
+) -> Result<()>
 where
     I: I2c,
     I::Error: Send + Sync + 'static,
 {
-    let (mut a, json) = agent(d, cloud, trust)?;
+    let (mut a, json) = agent(d, cloud, pin, trust)?;
     a.login().map_err(hint)?;
     // No release published at all is "nothing to update" too, not a failure.
     let outcome = match a.update_firmware(dir) {
@@ -99,7 +123,7 @@ where
     I::Error: Send + Sync + 'static,
 {
     // The cloud is not contacted at boot.
-    let (mut a, json) = agent(d, "http://unused.invalid", &Trust::default())?;
+    let (mut a, json) = agent(d, "http://unused.invalid", None, &Trust::default())?;
     match a.boot(dir)? {
         Ok(v) => {
             if json {

@@ -40,9 +40,24 @@ pub struct Counters {
     pub stop: AtomicBool,
 }
 
+/// What one cloud instance did for the devices assigned to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerCloud {
+    /// Devices talking to it.
+    pub devices: u64,
+    /// Successful logins.
+    pub auths: u64,
+    /// Telemetry messages accepted.
+    pub messages: u64,
+    /// Failed requests.
+    pub errors: u64,
+}
+
 /// What one worker measured.
 #[derive(Default)]
 pub struct Outcome {
+    /// By cloud base URL.
+    pub clouds: BTreeMap<String, PerCloud>,
     /// Login latencies, µs.
     pub login_us: Vec<u32>,
     /// Telemetry post latencies, µs.
@@ -62,6 +77,13 @@ impl Outcome {
         self.post_us.extend(o.post_us);
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;
+        }
+        for (k, v) in o.clouds {
+            let c = self.clouds.entry(k).or_default();
+            c.devices += v.devices;
+            c.auths += v.auths;
+            c.messages += v.messages;
+            c.errors += v.errors;
         }
         self.logged_in += o.logged_in;
         self.some_not_in |= o.some_not_in || o.all_in.is_none();
@@ -111,13 +133,29 @@ pub fn work(
     // One connection pool per worker: the worker is sequential, so one socket serves all its
     // devices (thousands of idle sockets would exhaust file descriptors on both sides).
     let http = crate::client::agent_with(tls.clone(), Duration::from_secs(30));
+    // Each device's cloud, as an index into the worker's few instances.
+    let mut urls: Vec<String> = Vec::new();
+    let mut tally: Vec<PerCloud> = Vec::new();
+    let mut cloud_of = Vec::with_capacity(devices.len());
     for d in &mut devices {
         d.set_http(http.clone());
+        let url = d.http().1;
+        let k = match urls.iter().position(|u| u == url) {
+            Some(k) => k,
+            None => {
+                urls.push(url.to_string());
+                tally.push(PerCloud::default());
+                urls.len() - 1
+            }
+        };
+        tally[k].devices += 1;
+        cloud_of.push(k);
     }
     let mut live = vec![false; devices.len()];
     let (t0, mut ever) = (Instant::now(), vec![false; devices.len()]);
     let mut ever_n = 0;
-    let fail = |out: &mut Outcome, e: &AgentError| {
+    let fail = |out: &mut Outcome, tally: &mut PerCloud, e: &AgentError| {
+        tally.errors += 1;
         c.errors.fetch_add(1, Ordering::Relaxed);
         *out.errors.entry(error_kind(e)).or_default() += 1;
     };
@@ -143,6 +181,7 @@ pub fn work(
             let t = Instant::now();
             match d.login() {
                 Ok(_) => {
+                    tally[cloud_of[i]].auths += 1;
                     out.login_us.push(micros(t));
                     c.auths.fetch_add(1, Ordering::Relaxed);
                     live[i] = true;
@@ -157,7 +196,7 @@ pub fn work(
                 Err(e) => {
                     live[i] = false;
                     hold[i] = Some(Instant::now() + Duration::from_secs(1));
-                    fail(&mut out, &e);
+                    fail(&mut out, &mut tally[cloud_of[i]], &e);
                 }
             }
             continue;
@@ -169,6 +208,7 @@ pub fn work(
         let t = Instant::now();
         match d.send_telemetry(payload.as_bytes()) {
             Ok(_) => {
+                tally[cloud_of[i]].messages += 1;
                 out.post_us.push(micros(t));
                 c.messages.fetch_add(1, Ordering::Relaxed);
             }
@@ -177,10 +217,11 @@ pub fn work(
                     live[i] = false;
                 }
                 hold[i] = Some(Instant::now() + Duration::from_secs(1));
-                fail(&mut out, &e);
+                fail(&mut out, &mut tally[cloud_of[i]], &e);
             }
         }
     }
+    out.clouds = urls.into_iter().zip(tally).collect();
     out.logged_in = live.iter().filter(|l| **l).count();
     out
 }

@@ -141,3 +141,45 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A fresh PostgreSQL database on the server `SESAME_TEST_PG` points to (CI starts one), as a
+/// URL; `None` when it is not set (outside CI only).
+pub fn postgres() -> Option<String> {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("SESAME_TEST_PG") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL tests: set SESAME_TEST_PG"
+        );
+        eprintln!("SESAME_TEST_PG not set: no PostgreSQL case on this machine");
+        return None;
+    };
+    let mut r = [0u8; 6];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut r);
+    let name = format!("sesame_cli_{}", hex::encode(r));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut admin = sqlx::postgres::PgConnection::connect(&base).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+    let mut u = url::Url::parse(&base).unwrap();
+    u.set_path(&name);
+    Some(u.to_string())
+}
+
+/// SHA-256 of a PEM public key's SPKI DER, computed from the factory's file (what
+/// `openssl pkey -pubin -outform DER | sha256sum` prints).
+pub fn fingerprint(pem: &Path) -> String {
+    use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
+    use sha2::Digest;
+    let pk = p256::PublicKey::from_public_key_pem(&std::fs::read_to_string(pem).unwrap()).unwrap();
+    hex::encode(sha2::Sha256::digest(
+        pk.to_public_key_der().unwrap().as_bytes(),
+    ))
+}
