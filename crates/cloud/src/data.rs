@@ -441,7 +441,7 @@ async fn firmware_image(
     match s.store.firmware(Some(version)).await? {
         Some((m, image)) => {
             let bytes = B64.decode(image).map_err(|_| {
-                ApiError::from(crate::store::StoreError(
+                ApiError::from(crate::store::StoreError::Corrupt(
                     "stored image is not base64".into(),
                 ))
             })?;

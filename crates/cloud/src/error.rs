@@ -56,11 +56,18 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "storage failure");
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
-            message: "storage unavailable".into(),
+        tracing::error!(error = %e, "service failure");
+        match e {
+            StoreError::Database(_) => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: "storage unavailable".into(),
+            },
+            _ => Self {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                message: "internal error (see the service's log)".into(),
+            },
         }
     }
 }

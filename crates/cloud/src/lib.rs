@@ -11,6 +11,7 @@
 mod api;
 pub mod auth;
 mod bench_seed;
+pub mod clock;
 mod config;
 mod data;
 mod error;
@@ -39,6 +40,16 @@ pub use store::{Store, StoreError};
 pub async fn build(config: Config) -> Result<std::sync::Arc<Service>, StoreError> {
     let store = Store::connect(&config.db).await?;
     Service::new(config, store)
+}
+
+/// [`build`] on the given clock and generator (tests: simulated time, a failing generator).
+pub async fn build_with(
+    config: Config,
+    clock: std::sync::Arc<dyn clock::Clock>,
+    random: std::sync::Arc<dyn clock::Random>,
+) -> Result<std::sync::Arc<Service>, StoreError> {
+    let store = Store::connect(&config.db).await?;
+    Service::with_sources(config, store, clock, random)
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains in-flight requests. Runs the

@@ -73,11 +73,11 @@ impl Service {
             .get_or_try_init(|| async {
                 let fresh = self.random(32);
                 if fresh.len() != 32 {
-                    return Err(StoreError("random generator failed".into()));
+                    return Err(StoreError::Random);
                 }
                 let stored = self.store.secret(MAC_SECRET, &hex::encode(fresh)).await?;
                 let bytes = hex::decode(stored)
-                    .map_err(|_| StoreError("challenge key in the database is not hex".into()))?;
+                    .map_err(|_| StoreError::Corrupt("the challenge key is not hex".into()))?;
                 Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
             })
             .await
@@ -161,12 +161,12 @@ impl Service {
         if self.client_throttled(client) {
             return Err(Reason::Throttled.into());
         }
-        let t = crate::now();
+        let t = self.now();
         let acc = self.accept(der, t as u64).await?;
         let key = self.challenge_key().await?;
         let random = self.random(24);
         if random.len() != 24 {
-            return Err(Fail::Store(StoreError("random generator failed".into())));
+            return Err(Fail::Store(StoreError::Random));
         }
         let expires = t + self.config.challenge_ttl;
         let mut challenge = [0u8; 32];
@@ -215,7 +215,7 @@ impl Service {
         let Some(token) = Token::open(key, challenge_id) else {
             return Err(Reason::UnknownChallenge.into());
         };
-        let t = crate::now();
+        let t = self.now();
         if token.expires() > t + self.config.challenge_ttl {
             // Not one this cloud issued under its current settings.
             return Err(Reason::UnknownChallenge.into());
@@ -298,7 +298,7 @@ impl Service {
         if self.client_throttled(client) {
             return Err(Reason::Throttled.into());
         }
-        let t = crate::now();
+        let t = self.now();
         let acc = self.accept(der, t as u64).await?;
         let fail = |r: Reason| Fail::Auth(r, Some(acc.leaf.serial.clone()));
         let state = self.store.login_state(&acc.leaf.serial).await?;
@@ -361,7 +361,7 @@ impl Service {
         }
         let token_bytes = self.random(32);
         if token_bytes.len() != 32 {
-            return Err(Fail::Store(StoreError("random generator failed".into())));
+            return Err(Fail::Store(StoreError::Random));
         }
         let token = URL_SAFE_NO_PAD.encode(token_bytes);
         let expires_at = t + self.config.session_ttl;

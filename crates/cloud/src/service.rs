@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use sha2::Digest;
 
 use crate::auth::{self, Reason};
+use crate::clock::{Clock, Random};
 use crate::guard::Guard;
 use crate::metrics::Metrics;
 use crate::store::{AuditRow, Store, StoreError};
@@ -36,7 +37,12 @@ pub struct Service {
     pub store: Store,
     /// Metrics.
     pub metrics: Metrics,
+    /// Signing nonces for the command key (ring needs its own generator type).
     rng: SystemRandom,
+    /// Time, injected (simulated in tests).
+    clock: Arc<dyn Clock>,
+    /// Challenges, tokens and ids, injected.
+    random: Arc<dyn Random>,
     /// Chain checks already done: certificate id (TBS hash) → family fingerprint. A chain check
     /// costs a signature verification; validity and revocation are still checked every time.
     chains: Mutex<HashMap<[u8; 32], String>>,
@@ -148,16 +154,32 @@ impl From<Reason> for Fail {
 }
 
 impl Service {
-    /// A service over an open store. Fails if the configured command key cannot be loaded.
+    /// A service over an open store, on the system's clock and generator. Fails if the
+    /// configured command key cannot be loaded.
     pub fn new(config: Config, store: Store) -> Result<Arc<Self>, StoreError> {
+        Self::with_sources(
+            config,
+            store,
+            Arc::new(crate::clock::SystemClock),
+            Arc::new(crate::clock::SystemRandom::default()),
+        )
+    }
+
+    /// A service on the given clock and generator.
+    pub fn with_sources(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Result<Arc<Self>, StoreError> {
         let rng = SystemRandom::new();
         let mut session_wrap = None;
         let command_key = match &config.command_key {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| StoreError(format!("command key {path}: {e}")))?;
+                    .map_err(|e| StoreError::Config(format!("command key {path}: {e}")))?;
                 let der = pem_der(&text).ok_or_else(|| {
-                    StoreError(format!("command key {path}: not a PEM private key"))
+                    StoreError::Config(format!("command key {path}: not a PEM private key"))
                 })?;
                 let hk = hkdf::Hkdf::<sha2::Sha256>::new(
                     Some(b"sesame/cloud/session-key-wrap/v1"),
@@ -172,13 +194,13 @@ impl Service {
                         &der,
                         &rng,
                     )
-                    .map_err(|e| StoreError(format!("command key {path}: {e}")))?,
+                    .map_err(|e| StoreError::Config(format!("command key {path}: {e}")))?,
                 )
             }
             None => None,
         };
         let firmware_key = match &config.firmware_key {
-            Some(path) => Some(firmware_public_key(path).map_err(StoreError)?),
+            Some(path) => Some(firmware_public_key(path).map_err(StoreError::Config)?),
             None => None,
         };
         Ok(Arc::new(Self {
@@ -187,6 +209,8 @@ impl Service {
             store,
             metrics: Metrics::default(),
             rng,
+            clock,
+            random,
             chains: Mutex::new(HashMap::new()),
             trust: RwLock::new(Arc::new(Trust::default())),
             guard: Guard::default(),
@@ -232,12 +256,17 @@ impl Service {
 
     pub(crate) fn random(&self, n: usize) -> Vec<u8> {
         let mut v = vec![0u8; n];
-        // The OS generator does not fail on Linux; an all-zero value would be caught nowhere,
-        // so treat a failure as fatal for this request by returning an empty value.
-        if self.rng.fill(&mut v).is_err() {
+        // An all-zero value would be caught nowhere, so a failure fails the request: callers
+        // check the length.
+        if self.random.fill(&mut v).is_err() {
             v.clear();
         }
         v
+    }
+
+    /// Now, in Unix seconds, on the service's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     pub(crate) async fn audit(
@@ -249,7 +278,7 @@ impl Service {
     ) -> Result<(), StoreError> {
         self.store
             .audit(&AuditRow {
-                at: now(),
+                at: self.now(),
                 serial: serial.into(),
                 event: event.into(),
                 reason: reason.into(),
@@ -333,7 +362,7 @@ impl Service {
         match fail {
             Fail::Store(e) => Refusal::Store(e),
             Fail::Auth(reason, serial) => {
-                let t = now();
+                let t = self.now();
                 if reason != Reason::Throttled {
                     self.guard.refused(client, t, self.config.rate_window);
                 }
@@ -349,7 +378,7 @@ impl Service {
     pub(crate) fn client_throttled(&self, client: IpAddr) -> bool {
         let c = &self.config;
         self.guard
-            .client_throttled(client, now(), c.rate_window, c.max_refusals_per_client)
+            .client_throttled(client, self.now(), c.rate_window, c.max_refusals_per_client)
     }
 
     /// The handshake-time check of a TLS client certificate, on the trust snapshot in memory
@@ -375,7 +404,7 @@ impl Service {
         token: &str,
     ) -> Result<Option<Result<SessionRow, Standing>>, StoreError> {
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-        let Some((mut row, version)) = self.store.session_row(&hash, now()).await? else {
+        let Some((mut row, version)) = self.store.session_row(&hash, self.now()).await? else {
             return Ok(None);
         };
         let standing = self.trust_at(version).await?.standing(
@@ -383,7 +412,7 @@ impl Service {
             &row.cert_id,
             &row.key_id,
             &row.owner,
-            now() as u64,
+            self.now() as u64,
         );
         if standing != Standing::Good {
             return Ok(Some(Err(standing)));
@@ -398,7 +427,7 @@ impl Service {
     /// Retention and the audit aggregate: writes aggregated refusals, removes expired sessions,
     /// challenges and codes, and audit rows past the configured retention. Returns rows removed.
     pub async fn housekeeping(&self) -> Result<u64, StoreError> {
-        let t = now();
+        let t = self.now();
         self.flush_audit().await?;
         self.guard.sweep(t, self.config.rate_window);
         // A session spends its challenge: it stays at least as long as the challenge could be

@@ -69,13 +69,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-/// A storage failure (always a 5xx; details go to the log, not the client).
+/// Why the service could not do its part (always a 5xx; details go to the log, not the client).
 #[derive(Debug)]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The database failed or could not be reached (503: try again).
+    Database(String),
+    /// Stored data does not decode: written by something else, or damaged (500).
+    Corrupt(String),
+    /// The random generator failed (500).
+    Random,
+    /// The service's own configuration (a key file) is unusable: reported at start.
+    Config(String),
+}
 
 impl core::fmt::Display for StoreError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "database: {}", self.0)
+        match self {
+            Self::Database(e) => write!(f, "database: {e}"),
+            Self::Corrupt(e) => write!(f, "stored data does not decode: {e}"),
+            Self::Random => f.write_str("the random generator failed"),
+            Self::Config(e) => f.write_str(e),
+        }
     }
 }
 
@@ -83,7 +97,13 @@ impl std::error::Error for StoreError {}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        Self(e.to_string())
+        use sqlx::Error as E;
+        match e {
+            E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) => {
+                Self::Corrupt(e.to_string())
+            }
+            _ => Self::Database(e.to_string()),
+        }
     }
 }
 
@@ -340,7 +360,7 @@ impl Store {
     pub(crate) async fn audit(&self, e: &AuditRow) -> R<()> {
         let mut id = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
-            .map_err(|_| StoreError("rng".into()))?;
+            .map_err(|_| StoreError::Random)?;
         sqlx::query("INSERT INTO audit (id, at, serial, event, reason, detail) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(hex::encode(id)).bind(e.at).bind(&e.serial).bind(&e.event).bind(&e.reason).bind(&e.detail)
             .execute(&self.pool).await?;

@@ -5,6 +5,8 @@
 #[macro_use]
 mod common;
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -325,7 +327,8 @@ async fn p384_and_single_device(db: Db) {
 }
 
 async fn expiry_and_floods(db: Db) {
-    let s = cloud_with(&db, |c| {
+    let clock = Arc::new(sesame_cloud::clock::ManualClock::new());
+    let s = cloud_on(&db, clock.clone(), |c| {
         c.challenge_ttl = 1;
         c.max_refusals_per_client = 5;
         c.max_logins_per_device = 3;
@@ -336,7 +339,7 @@ async fn expiry_and_floods(db: Db) {
     let mut dev = Device::new(&pki.family, CurveName::P256);
     let (_, c) = challenge(&s, &dev.cert).await;
     let sig = dev.answer(&c);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    clock.advance(1);
     refused(
         &respond(&s, &c["challenge_id"], &sig, None).await,
         StatusCode::UNAUTHORIZED,

@@ -8,6 +8,8 @@ mod common;
 
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -140,7 +142,8 @@ async fn strangers_cannot_lock_a_device_out(db: Db) {
 /// Finding 4: validity is checked at every login, cached chain or not, for the leaf and its
 /// family CA.
 async fn expiry_holds_after_a_cached_login(db: Db) {
-    let s = cloud(&db).await;
+    let clock = Arc::new(sesame_cloud::clock::ManualClock::new());
+    let s = cloud_on(&db, clock.clone(), |_| {}).await;
     let pki = Pki::new(KeyAlg::P256);
     pki.enroll(&s).await;
     // A leaf that expires in 3 s, and a family CA that does.
@@ -156,7 +159,7 @@ async fn expiry_holds_after_a_cached_login(db: Db) {
     assert!(enroll_family(&s, &short).await.0.is_success());
     ok(&login(&s, &mut leaf).await);
     ok(&login(&s, &mut late).await);
-    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
+    clock.advance(4);
     refused(
         &login(&s, &mut leaf).await,
         StatusCode::UNAUTHORIZED,

@@ -82,6 +82,23 @@ pub async fn cloud(db: &Db) -> Arc<Service> {
     sesame_cloud::build(config(&db.url)).await.unwrap()
 }
 
+/// A cloud on a clock the test moves (expiry without sleeping).
+pub async fn cloud_on(
+    db: &Db,
+    clock: Arc<sesame_cloud::clock::ManualClock>,
+    f: impl FnOnce(&mut Config),
+) -> Arc<Service> {
+    let mut c = config(&db.url);
+    f(&mut c);
+    sesame_cloud::build_with(
+        c,
+        clock,
+        Arc::new(sesame_cloud::clock::SystemRandom::default()),
+    )
+    .await
+    .unwrap()
+}
+
 pub async fn cloud_with(db: &Db, f: impl FnOnce(&mut Config)) -> Arc<Service> {
     let mut c = config(&db.url);
     f(&mut c);
