@@ -235,13 +235,7 @@ impl Service {
         if token.expires() <= t {
             return Err(fail(Reason::ChallengeExpired));
         }
-        // The login's one read: the trust version (revocation between challenge and response
-        // takes effect now, whichever instance made it) and the serial's registry entry.
-        let state = self.store.login_state(&acc.leaf.serial).await?;
-        let trust = self.trust_at(state.version).await?;
-        if let Err(r) = judge(&acc.leaf, &acc.owner, &trust, t as u64) {
-            return Err(fail(r));
-        }
+        let (trust, registered) = self.login_view(&acc, t as u64).await?;
         let message =
             auth::message_with_cert_hash(&self.config.identity, &token.challenge, &token.der_hash);
         if !auth::verify(&acc.leaf.public_key, &message, signature) {
@@ -271,7 +265,8 @@ impl Service {
         let (token, expires_at) = self
             .open_session(
                 &acc,
-                state.registered,
+                registered,
+                &trust,
                 Some(hex::encode(token.challenge)),
                 telemetry_key,
                 client,
@@ -301,11 +296,7 @@ impl Service {
         let t = self.now();
         let acc = self.accept(der, t as u64).await?;
         let fail = |r: Reason| Fail::Auth(r, Some(acc.leaf.serial.clone()));
-        let state = self.store.login_state(&acc.leaf.serial).await?;
-        let trust = self.trust_at(state.version).await?;
-        if let Err(r) = judge(&acc.leaf, &acc.owner, &trust, t as u64) {
-            return Err(fail(r));
-        }
+        let (trust, registered) = self.login_view(&acc, t as u64).await?;
         let c = &self.config;
         if self
             .guard
@@ -314,7 +305,7 @@ impl Service {
             return Err(fail(Reason::Throttled));
         }
         let (token, expires_at) = self
-            .open_session(&acc, state.registered, None, None, client, t)
+            .open_session(&acc, registered, &trust, None, None, client, t)
             .await?;
         Ok(Session {
             token,
@@ -324,13 +315,60 @@ impl Service {
         })
     }
 
+    /// The trust state a login is judged on, and the serial's binding (owner, DER hash). For a
+    /// serial this instance has bound before, this reads nothing: the snapshot in memory is
+    /// used, and the session insert checks that it is still the newest. Otherwise one read
+    /// gives the trust version and the binding.
+    async fn login_view(
+        &self,
+        acc: &Accepted,
+        t: u64,
+    ) -> Result<(Arc<Trust>, Option<(String, String)>), Fail> {
+        let fail = |r: Reason| Fail::Auth(r, Some(acc.leaf.serial.clone()));
+        let bound = self
+            .bindings
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&acc.leaf.serial).cloned());
+        if let Some(b) = bound {
+            let snapshot = self.snapshot();
+            if judge(&acc.leaf, &acc.owner, &snapshot, t).is_ok() {
+                return Ok((snapshot, Some(b)));
+            }
+            // Refused on a snapshot that may be old: decide on the newest.
+            let fresh = self.trust().await?;
+            judge(&acc.leaf, &acc.owner, &fresh, t).map_err(fail)?;
+            return Ok((fresh, Some(b)));
+        }
+        let state = self.store.login_state(&acc.leaf.serial).await?;
+        let trust = self.trust_at(state.version).await?;
+        judge(&acc.leaf, &acc.owner, &trust, t).map_err(fail)?;
+        Ok((trust, state.registered))
+    }
+
+    fn remember_binding(&self, serial: &str, owner: &str, der_hash: &str) {
+        if let Ok(mut b) = self.bindings.lock() {
+            // Bounded: a miss costs one read. A binding's owner never changes once written.
+            if b.len() >= ACCEPTED_MAX {
+                b.clear();
+            }
+            b.insert(
+                serial.to_string(),
+                (owner.to_string(), der_hash.to_string()),
+            );
+        }
+    }
+
     /// Binds the serial to its owner if it is not yet (refusing a serial another owner holds),
-    /// then stores the session, which spends `nonce` (a TLS login has none). Returns the token
+    /// then stores the session, which spends `nonce` (a TLS login has none), provided trust has
+    /// not moved since `trust` (else the login is judged again on the newest). Returns the token
     /// and its expiry. A device already bound costs this one write.
+    #[allow(clippy::too_many_arguments)]
     async fn open_session(
         &self,
         acc: &Accepted,
         registered: Option<(String, String)>,
+        trust: &Arc<Trust>,
         nonce: Option<String>,
         telemetry_key: Option<[u8; 32]>,
         client: IpAddr,
@@ -342,7 +380,9 @@ impl Service {
         let der_hash = hex::encode(leaf.der_hash);
         match registered {
             Some((owner, _)) if owner != acc.owner => return Err(conflict()),
-            Some((_, bound)) if bound == der_hash => {}
+            Some((_, bound)) if bound == der_hash => {
+                self.remember_binding(&leaf.serial, &acc.owner, &der_hash);
+            }
             // First login, or another certificate (or encoding of it) for the device: (re)bind,
             // so revocation by what the device last showed finds it.
             _ => {
@@ -357,6 +397,7 @@ impl Service {
                 if self.store.seen(&reg, t).await? == Bind::Conflict {
                     return Err(conflict());
                 }
+                self.remember_binding(&leaf.serial, &acc.owner, &der_hash);
             }
         }
         let token_bytes = self.random(32);
@@ -379,18 +420,34 @@ impl Service {
         };
         let nonce = nonce.unwrap_or_else(|| format!("tls:{hash}"));
         let detail = format!("via={via} client={client}");
-        if !self
-            .store
-            .put_session(&hash, &row, expires_at, &nonce, t, &detail)
-            .await?
-        {
-            // Another response to this challenge won, here or on another instance.
-            return Err(Fail::Auth(
-                Reason::UnknownChallenge,
-                Some(leaf.serial.clone()),
-            ));
+        let mut version = trust.version;
+        // Trust may move between the judgement and the write (on any instance): then the
+        // login is judged again on the newest state. Bounded, so a storm of changes cannot
+        // hold a login forever.
+        for _ in 0..3 {
+            if self
+                .store
+                .put_session(&hash, &row, expires_at, &nonce, t, &detail, version)
+                .await?
+            {
+                self.metrics.success();
+                return Ok((token, expires_at));
+            }
+            let now = self.store.trust_version().await?;
+            if now == version {
+                // Another response to this challenge won, here or on another instance.
+                return Err(Fail::Auth(
+                    Reason::UnknownChallenge,
+                    Some(leaf.serial.clone()),
+                ));
+            }
+            let fresh = self.trust_at(now).await?;
+            judge(leaf, &acc.owner, &fresh, t as u64)
+                .map_err(|r| Fail::Auth(r, Some(leaf.serial.clone())))?;
+            version = now;
         }
-        self.metrics.success();
-        Ok((token, expires_at))
+        Err(Fail::Store(StoreError::Database(
+            "trust state kept changing during the login".into(),
+        )))
     }
 }

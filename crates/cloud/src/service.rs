@@ -59,6 +59,8 @@ pub struct Service {
     session_wrap: Option<[u8; 32]>,
     /// Certificates already parsed and chained, by SHA-256 of their DER.
     pub(crate) accepted: Mutex<HashMap<[u8; 32], Arc<Accepted>>>,
+    /// Serials this instance has seen bound: serial → (owner, DER hash of the last certificate).
+    pub(crate) bindings: Mutex<HashMap<String, (String, String)>>,
     /// The challenge MAC key, shared by every instance through the database.
     pub(crate) challenge_key: tokio::sync::OnceCell<ring::hmac::Key>,
 }
@@ -217,6 +219,7 @@ impl Service {
             command_key,
             session_wrap,
             accepted: Mutex::new(HashMap::new()),
+            bindings: Mutex::new(HashMap::new()),
             challenge_key: tokio::sync::OnceCell::new(),
         }))
     }
