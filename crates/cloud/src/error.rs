@@ -89,7 +89,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "error": self.code, "message": self.message })),
+            Json(sesame_proto::ErrorBody {
+                error: self.code.into(),
+                message: self.message,
+            }),
         )
             .into_response()
     }

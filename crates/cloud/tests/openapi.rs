@@ -120,3 +120,64 @@ fn the_validator_refuses_a_broken_document() {
         ),
     }
 }
+
+/// Every operation the document lists is public on purpose (a short fixed list) or refuses a
+/// caller without the right credential: none, a wrong token, or the other kind of token (a
+/// device session on the operator API, the operator token on the device API).
+#[tokio::test]
+async fn every_protected_operation_refuses_the_wrong_caller() {
+    let db = sqlite();
+    let s = cloud(&db).await;
+    let pki = Pki::new(sesame_pki::KeyAlg::P256);
+    pki.enroll(&s).await;
+    let mut dev = Device::new(&pki.family, sesame_chip::CurveName::P256);
+    let (st, session) = login(&s, &mut dev).await;
+    assert!(st.is_success(), "{session}");
+    let device_token = format!("Bearer {}", session["token"].as_str().unwrap());
+    let (_, doc) = call(&s, "GET", "/openapi.json", None, false).await;
+    let public = [
+        "get /healthz",
+        "get /metrics",
+        "get /openapi.json",
+        "post /v1/auth/challenge",
+        "post /v1/auth/response",
+        "post /v1/auth/tls",
+    ];
+    let (mut open, mut checked) = (Vec::new(), 0);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(scheme) = op["security"][0].as_object().and_then(|o| o.keys().next()) else {
+                open.push(format!("{method} {path}"));
+                continue;
+            };
+            let other = match scheme.as_str() {
+                "admin" => device_token.clone(),
+                "device" => format!("Bearer {ADMIN}"),
+                s => panic!("unknown scheme {s}"),
+            };
+            let uri = path
+                .replace("{serial}", &dev.serial)
+                .replace("{seq}", "1")
+                .replace("{version}", "1")
+                .replace("{fingerprint}", &"ab".repeat(32));
+            for auth in [None, Some("Bearer not-a-token".to_string()), Some(other)] {
+                let mut req = axum::http::Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&uri)
+                    .header("content-type", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("authorization", a);
+                }
+                let r = raw(&s, req.body(axum::body::Body::from("{}")).unwrap()).await;
+                assert_eq!(r.0, 401, "{method} {uri} with {auth:?}: {}", r.1);
+                assert_eq!(r.1["error"], "unauthorized", "{method} {uri}: {}", r.1);
+            }
+            checked += 1;
+        }
+    }
+    open.sort();
+    let mut want: Vec<String> = public.iter().map(|p| p.to_string()).collect();
+    want.sort();
+    assert_eq!(open, want, "operations without authentication");
+    assert!(checked >= 25, "{checked} protected operations");
+}
