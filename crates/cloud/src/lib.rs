@@ -33,7 +33,7 @@ pub mod trust;
 pub use access::{Admin, DeviceSession};
 pub use api::app;
 pub use config::Config;
-pub use error::ApiError;
+pub use error::{ApiError, Failure, Kind};
 pub use metrics::Metrics;
 pub use observe::{REQUEST_ID, REQUEST_ID_MAX};
 pub use service::{now, Challenge, CloudEcdh, EcdhOffer, Service, Session};

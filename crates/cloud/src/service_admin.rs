@@ -2,7 +2,6 @@
 //! listings and the audit log. Each takes the [`Admin`] proof, so only an authenticated
 //! operator's request can reach it, whatever the transport.
 
-use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use sesame_proto::admin::{
@@ -12,29 +11,28 @@ use sesame_proto::admin::{
 };
 
 use crate::access::Admin;
-use crate::error::ApiError;
+use crate::error::{Failure, Kind};
 use crate::service::{now, Service};
 use crate::store::DeviceRow;
 use crate::trust::{cert_target, key_target, serial_target, Standing};
 
-type R<T> = Result<T, ApiError>;
+type R<T> = Result<T, Failure>;
 
 /// A certificate given as PEM text or base64 DER.
 pub(crate) fn der_of(text: &str) -> R<Vec<u8>> {
     if text.contains("-----BEGIN") {
         sesame_pki::cert_from_pem(text)
-            .map_err(|e| ApiError::bad_request("malformed_request", e.to_string()))
+            .map_err(|e| Failure::invalid("malformed_request", e.to_string()))
     } else {
-        B64.decode(text.trim()).map_err(|_| {
-            ApiError::bad_request("malformed_request", "certificate is not valid base64")
-        })
+        B64.decode(text.trim())
+            .map_err(|_| Failure::invalid("malformed_request", "certificate is not valid base64"))
     }
 }
 
 /// A serial from a path or query, canonical; refused if it could not be a serial.
 pub(crate) fn serial_arg(serial: &str) -> R<String> {
     sesame_pki::profile::canonical_serial(serial).ok_or_else(|| {
-        ApiError::bad_request(
+        Failure::invalid(
             "bad_serial",
             "a serial is 1 to 64 characters of A-Z 0-9 - . _",
         )
@@ -44,7 +42,7 @@ pub(crate) fn serial_arg(serial: &str) -> R<String> {
 fn parse_certificate(der: &[u8]) -> R<x509_cert::Certificate> {
     use x509_cert::der::Decode;
     x509_cert::Certificate::from_der(der)
-        .map_err(|e| ApiError::bad_request("malformed_certificate", e.to_string()))
+        .map_err(|e| Failure::invalid("malformed_certificate", e.to_string()))
 }
 
 fn device(d: DeviceRow) -> Device {
@@ -82,7 +80,7 @@ impl Service {
         let cert = parse_certificate(&der)?;
         // A root is a self-signed CA: a leaf or a family CA here would trust too much or nothing.
         sesame_pki::verify_ca_issued_by(&der, &der).map_err(|e| {
-            ApiError::bad_request(
+            Failure::invalid(
                 "not_a_root",
                 format!("a trusted root must be a self-signed CA certificate ({e})"),
             )
@@ -125,7 +123,7 @@ impl Service {
     /// next request on (until the root is trusted again).
     pub async fn untrust_root(&self, _: &Admin, fingerprint: &str) -> R<Untrusted> {
         let fp = sesame_pki::profile::canonical_hash(fingerprint).ok_or_else(|| {
-            ApiError::bad_request(
+            Failure::invalid(
                 "malformed_request",
                 "a root fingerprint is 64 hex digits (colons allowed)",
             )
@@ -134,7 +132,7 @@ impl Service {
             .timed("untrust_root", self.store.untrust_root(&fp))
             .await?
         {
-            return Err(ApiError::not_found(format!("no trusted root {fp}")));
+            return Err(Failure::not_found(format!("no trusted root {fp}")));
         }
         self.audit("", "untrust_root", "", &fp).await?;
         self.trust().await?;
@@ -158,7 +156,7 @@ impl Service {
         let der = der_of(&req.certificate)?;
         let cert = parse_certificate(&der)?;
         if cert.tbs_certificate.issuer == cert.tbs_certificate.subject {
-            return Err(ApiError::bad_request(
+            return Err(Failure::invalid(
                 "is_root",
                 "this is a root (self-signed); enroll the family CA it issued",
             ));
@@ -174,7 +172,7 @@ impl Service {
                     .is_ok_and(|rd| sesame_pki::verify_ca_issued_by(&der, &rd).is_ok())
             })
             .ok_or_else(|| {
-                ApiError::bad_request(
+                Failure::invalid(
                     "untrusted_family",
                     "the family certificate is not a CA signed by a trusted root",
                 )
@@ -183,7 +181,7 @@ impl Service {
             .timed("take_code", self.store.take_code(&req.code, now()))
             .await?
         {
-            return Err(ApiError::bad_request(
+            return Err(Failure::invalid(
                 "bad_code",
                 "unknown, used or expired verification code",
             ));
@@ -203,7 +201,7 @@ impl Service {
             let _ = self
                 .audit("", "enroll_family_refused", "proof_of_possession", "")
                 .await;
-            return Err(ApiError::bad_request(
+            return Err(Failure::invalid(
                 "proof_of_possession",
                 "the signature of the code does not verify with the family key",
             ));
@@ -245,7 +243,7 @@ impl Service {
     pub async fn enroll_device(&self, _: &Admin, certificate: &str) -> R<DeviceEnrolled> {
         let der = der_of(certificate)?;
         let leaf = sesame_pki::profile::device_leaf(&der)
-            .map_err(|e| ApiError::bad_request("bad_profile", e.to_string()))?;
+            .map_err(|e| Failure::invalid("bad_profile", e.to_string()))?;
         let cert_id = hex::encode(leaf.cert_id);
         let owner = format!("{}{cert_id}", crate::trust::CERT_OWNER);
         let bind = self
@@ -265,8 +263,8 @@ impl Service {
             )
             .await?;
         if bind == crate::store_trust::Bind::Conflict {
-            return Err(ApiError {
-                status: StatusCode::CONFLICT,
+            return Err(Failure {
+                kind: Kind::Conflict,
                 code: "serial_conflict",
                 message: format!("serial {} belongs to another device", leaf.serial),
             });
@@ -307,7 +305,7 @@ impl Service {
     pub async fn device_detail(&self, _: &Admin, serial: &str) -> R<DeviceDetail> {
         let serial = serial_arg(serial)?;
         let Some(d) = self.timed("device", self.store.device(&serial)).await? else {
-            return Err(ApiError::not_found(format!("no device {serial}")));
+            return Err(Failure::not_found(format!("no device {serial}")));
         };
         Ok(DeviceDetail {
             certificates: self.with_standing(vec![d]).await?,
@@ -324,7 +322,7 @@ impl Service {
             r.certificate.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err(ApiError::bad_request(
+            return Err(Failure::invalid(
                 "malformed_request",
                 "give exactly one of serial, fingerprint, certificate, family",
             ));
@@ -337,7 +335,7 @@ impl Service {
             let serial = serial_arg(&serial)?;
             let known = self.timed("device", self.store.device(&serial)).await?;
             if known.is_none() && !r.pre_revoke {
-                return Err(ApiError::not_found(format!(
+                return Err(Failure::not_found(format!(
                     "no device {serial} has been seen; add \"pre_revoke\": true to revoke it before it is"
                 )));
             }
@@ -345,7 +343,7 @@ impl Service {
         }
         if let Some(fp) = r.fingerprint {
             let h = sesame_pki::profile::canonical_hash(&fp).ok_or_else(|| {
-                ApiError::bad_request(
+                Failure::invalid(
                     "malformed_request",
                     "a fingerprint is 64 hex digits (colons allowed)",
                 )
@@ -354,7 +352,7 @@ impl Service {
                 .timed("devices_by_hash", self.store.devices_by_hash(&h))
                 .await?;
             if found.is_empty() {
-                return Err(ApiError::not_found(format!(
+                return Err(Failure::not_found(format!(
                     "no known certificate or key has the fingerprint {h}; give the certificate instead"
                 )));
             }
@@ -365,7 +363,7 @@ impl Service {
         if let Some(c) = r.certificate {
             let der = der_of(&c)?;
             let leaf = sesame_pki::profile::device_leaf(&der)
-                .map_err(|e| ApiError::bad_request("bad_profile", e.to_string()))?;
+                .map_err(|e| Failure::invalid("bad_profile", e.to_string()))?;
             out.extend(cert_and_key(
                 leaf.serial,
                 hex::encode(leaf.cert_id),
@@ -396,7 +394,7 @@ impl Service {
                 // This instance's handshakes see the change at once.
                 self.trust().await?;
                 if rows.is_empty() {
-                    return Err(ApiError::not_found(format!("no family {family}")));
+                    return Err(Failure::not_found(format!("no family {family}")));
                 }
                 for f in &rows {
                     self.audit(
@@ -420,7 +418,7 @@ impl Service {
                     self.timed("revoke", self.store.revoke(&names, now()))
                         .await?;
                 } else if self.timed("unrevoke", self.store.unrevoke(&names)).await? == 0 {
-                    return Err(ApiError::not_found("none of these is revoked"));
+                    return Err(Failure::not_found("none of these is revoked"));
                 }
                 self.trust().await?;
                 for (t, d) in &targets {

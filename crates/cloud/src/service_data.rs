@@ -2,7 +2,6 @@
 //! commands down with chip-signed receipts; firmware releases; chip-signed usage reports. A
 //! device operation takes the [`DeviceSession`] it acts for, an operator's the [`Admin`] proof.
 
-use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use sesame_pki::protocol;
@@ -15,13 +14,13 @@ use sha2::Digest;
 
 use crate::access::{Admin, DeviceSession};
 use crate::auth;
-use crate::error::ApiError;
+use crate::error::{Failure, Kind};
 use crate::service::{now, Service};
 use crate::service_admin::serial_arg;
 use crate::store::StoreError;
 use crate::store_data::CommandRow;
 
-type R<T> = Result<T, ApiError>;
+type R<T> = Result<T, Failure>;
 
 /// Longest command body, bytes.
 const COMMAND_MAX: usize = 4096;
@@ -31,12 +30,8 @@ pub const RECEIPT_OUTCOMES: [&str; 3] = ["executed", "refused", "failed"];
 /// Longest receipt detail, bytes.
 const RECEIPT_DETAIL_MAX: usize = 200;
 
-fn refused(status: StatusCode, code: &'static str, message: &str) -> ApiError {
-    ApiError {
-        status,
-        code,
-        message: message.into(),
-    }
+fn refused(kind: Kind, code: &'static str, message: &str) -> Failure {
+    Failure::new(kind, code, message)
 }
 
 /// Checks that `message` was signed (`R || S`) by the chip behind this session.
@@ -46,7 +41,7 @@ fn signed_by_chip(dev: &DeviceSession, message: &[u8], sig: &[u8], what: &str) -
         Ok(())
     } else {
         Err(refused(
-            StatusCode::UNAUTHORIZED,
+            Kind::Unauthenticated,
             "bad_signature",
             &format!("the {what} is not signed by the device's chip"),
         ))
@@ -60,7 +55,7 @@ fn receipt_outcome(status: &str) -> R<&'static str> {
     let detail_ok = detail.len() <= RECEIPT_DETAIL_MAX && !detail.chars().any(char::is_control);
     match RECEIPT_OUTCOMES.iter().find(|o| **o == outcome) {
         Some(o) if detail_ok && (detail.is_empty() != status.contains(':')) => Ok(o),
-        _ => Err(ApiError::bad_request(
+        _ => Err(Failure::invalid(
             "bad_receipt_status",
             format!(
                 "a receipt status is one of {} optionally followed by ':' and up to {RECEIPT_DETAIL_MAX} printable characters",
@@ -118,7 +113,7 @@ impl Service {
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| {
                 refused(
-                    StatusCode::CONFLICT,
+                    Kind::Conflict,
                     "no_session_key",
                     "log in with a key exchange first",
                 )
@@ -127,18 +122,18 @@ impl Service {
         let Some(plain) = protocol::open_payload(&key, &r.nonce, &aad, &r.ciphertext) else {
             let _ = self.audit(serial, "telemetry_refused", "bad_tag", "").await;
             return Err(refused(
-                StatusCode::UNAUTHORIZED,
+                Kind::Unauthenticated,
                 "bad_tag",
                 "the payload does not decrypt under the session key",
             ));
         };
         let seq = i64::try_from(r.seq)
-            .map_err(|_| ApiError::bad_request("malformed_request", "seq out of range"))?;
+            .map_err(|_| Failure::invalid("malformed_request", "seq out of range"))?;
         let payload = String::from_utf8(plain)
             .ok()
             .filter(|p| !p.contains('\0'))
             .ok_or_else(|| {
-                ApiError::bad_request(
+                Failure::invalid(
                     "unstorable_input",
                     "the decrypted payload must be UTF-8 text without NUL",
                 )
@@ -156,7 +151,7 @@ impl Service {
                 .audit(serial, "telemetry_refused", "replay", &seq.to_string())
                 .await;
             return Err(refused(
-                StatusCode::CONFLICT,
+                Kind::Conflict,
                 "replay",
                 "sequence number not above the last accepted",
             ));
@@ -182,14 +177,14 @@ impl Service {
     pub async fn queue_command(&self, _: &Admin, serial: &str, r: &QueueRequest) -> R<Command> {
         let serial = serial_arg(serial)?;
         if r.body.is_empty() || r.body.len() > COMMAND_MAX {
-            return Err(ApiError::bad_request(
+            return Err(Failure::invalid(
                 "malformed_request",
                 format!("a command body is 1 to {COMMAND_MAX} bytes"),
             ));
         }
         if self.command_key.is_none() {
             return Err(refused(
-                StatusCode::CONFLICT,
+                Kind::Conflict,
                 "no_command_key",
                 "the cloud has no command-signing key configured",
             ));
@@ -207,13 +202,9 @@ impl Service {
                 expires,
                 r.body.as_bytes(),
             );
-            let sig = self.sign_command(&m).ok_or_else(|| {
-                refused(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "signing failed",
-                )
-            })?;
+            let sig = self
+                .sign_command(&m)
+                .ok_or_else(|| refused(Kind::Unavailable, "unavailable", "signing failed"))?;
             let c = CommandRow {
                 serial: serial.clone(),
                 seq,
@@ -233,7 +224,7 @@ impl Service {
             }
         }
         Err(refused(
-            StatusCode::CONFLICT,
+            Kind::Conflict,
             "busy",
             "concurrent commands for this device; retry",
         ))
@@ -269,10 +260,7 @@ impl Service {
         r: &ReceiptRequest,
     ) -> R<ReceiptRecorded> {
         if seq < 0 {
-            return Err(ApiError::bad_request(
-                "malformed_request",
-                "negative sequence",
-            ));
+            return Err(Failure::invalid("malformed_request", "negative sequence"));
         }
         let outcome = receipt_outcome(&r.status)?;
         let serial = dev.serial();
@@ -286,7 +274,7 @@ impl Service {
             .await?
         {
             return Err(refused(
-                StatusCode::CONFLICT,
+                Kind::Conflict,
                 "no_pending_command",
                 "no pending command with this sequence",
             ));
@@ -308,7 +296,7 @@ impl Service {
     ) -> R<FirmwarePublished> {
         let Some(fw_key) = self.firmware_key.as_ref() else {
             return Err(refused(
-                StatusCode::CONFLICT,
+                Kind::Conflict,
                 "no_firmware_key",
                 "the cloud has no firmware public key configured (firmware_key)",
             ));
@@ -316,7 +304,7 @@ impl Service {
         let manifest: Manifest = manifest
             .and_then(|v| serde_json::from_str(v).ok())
             .ok_or_else(|| {
-                ApiError::bad_request(
+                Failure::invalid(
                     "malformed_request",
                     format!(
                         "send the signed manifest as compact JSON in the {MANIFEST_HEADER} header"
@@ -325,14 +313,14 @@ impl Service {
             })?;
         let sha = sha2::Sha256::digest(image);
         if manifest.sha256 != hex::encode(sha) || manifest.size != image.len() as u64 {
-            return Err(ApiError::bad_request(
+            return Err(Failure::invalid(
                 "manifest_mismatch",
                 "the manifest does not describe this image",
             ));
         }
-        let sig = B64.decode(manifest.signature.trim()).map_err(|_| {
-            ApiError::bad_request("malformed_request", "signature is not valid base64")
-        })?;
+        let sig = B64
+            .decode(manifest.signature.trim())
+            .map_err(|_| Failure::invalid("malformed_request", "signature is not valid base64"))?;
         let m = protocol::firmware_message(manifest.version, &sha, manifest.size);
         if !auth::verify(fw_key, &m, &sig) {
             let _ = self
@@ -344,7 +332,7 @@ impl Service {
                 )
                 .await;
             return Err(refused(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                Kind::Unprocessable,
                 "bad_signature",
                 "the manifest is not signed by the firmware key",
             ));
@@ -360,7 +348,7 @@ impl Service {
             .await?
         {
             return Err(refused(
-                StatusCode::CONFLICT,
+                Kind::Conflict,
                 "exists",
                 "this version is already released",
             ));
@@ -377,7 +365,7 @@ impl Service {
     /// The newest release's manifest.
     pub async fn latest_firmware(&self, _: &DeviceSession) -> R<Manifest> {
         let Some((m, _)) = self.timed("firmware", self.store.firmware(None)).await? else {
-            return Err(ApiError::not_found("no firmware released"));
+            return Err(Failure::not_found("no firmware released"));
         };
         let m =
             serde_json::from_str(&m).map_err(|e| StoreError(format!("stored manifest: {e}")))?;
@@ -391,7 +379,7 @@ impl Service {
             .timed("firmware", self.store.firmware(Some(version)))
             .await?
         else {
-            return Err(ApiError::not_found(format!("no firmware {version}")));
+            return Err(Failure::not_found(format!("no firmware {version}")));
         };
         let bytes = B64
             .decode(image)
@@ -406,7 +394,7 @@ impl Service {
         let m = protocol::usage_message(&self.config.identity, serial, r.seq, r.remaining);
         signed_by_chip(dev, &m, &r.signature, "report")?;
         let seq = i64::try_from(r.seq)
-            .map_err(|_| ApiError::bad_request("malformed_request", "seq out of range"))?;
+            .map_err(|_| Failure::invalid("malformed_request", "seq out of range"))?;
         if !self
             .timed(
                 "put_usage",
@@ -416,7 +404,7 @@ impl Service {
             .await?
         {
             return Err(refused(
-                StatusCode::CONFLICT,
+                Kind::Conflict,
                 "replay",
                 "sequence number not above the last report",
             ));
@@ -435,9 +423,7 @@ impl Service {
                 remaining,
                 reported_at: at,
             }),
-            None => Err(ApiError::not_found(format!(
-                "no usage report from {serial}"
-            ))),
+            None => Err(Failure::not_found(format!("no usage report from {serial}"))),
         }
     }
 }
