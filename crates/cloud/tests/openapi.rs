@@ -114,10 +114,13 @@ fn the_validator_refuses_a_broken_document() {
         .output()
     {
         Ok(o) => assert!(!o.status.success(), "a broken document passed"),
-        Err(_) => assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must have openapi-spec-validator"
-        ),
+        Err(_) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI must have openapi-spec-validator"
+            );
+            eprintln!("openapi-spec-validator not installed: check skipped");
+        }
     }
 }
 
