@@ -6,27 +6,16 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
-use serde::{Deserialize, Serialize};
 use sesame_host::Curve;
 use sesame_pki::protocol;
 use sha2::Digest;
 
 use crate::{chip, layout, post_json, Agent, AgentError};
 
-/// A command as the cloud sends it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Command {
-    /// Target serial.
-    pub serial: String,
-    /// Per-device sequence.
-    pub seq: i64,
-    /// Unix seconds.
-    pub expires: i64,
-    /// Body.
-    pub body: String,
-    /// Command-key signature, base64 `R || S`.
-    pub signature: String,
-}
+pub use sesame_proto::data::{Command, Manifest};
+use sesame_proto::data::{
+    FirmwarePublished, PendingCommands, ReceiptRequest, TelemetryRequest, UsageRequest,
+};
 
 /// What the device did with a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,19 +24,6 @@ pub enum CommandOutcome {
     Executed(String),
     /// Refused, with the reason (nothing was executed).
     Refused(&'static str),
-}
-
-/// A signed firmware manifest (`sesame firmware sign`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Manifest {
-    /// Version (monotonic).
-    pub version: u32,
-    /// SHA-256 of the image, hex.
-    pub sha256: String,
-    /// Image size in bytes.
-    pub size: u64,
-    /// Firmware-key signature (`R || S`, base64) over `protocol::firmware_message`.
-    pub signature: String,
 }
 
 /// Why a firmware image was refused.
@@ -152,7 +128,7 @@ pub fn publish_firmware(
     admin_token: &str,
     manifest: &Manifest,
     image: &[u8],
-) -> Result<serde_json::Value, AgentError> {
+) -> Result<FirmwarePublished, AgentError> {
     let m = serde_json::to_string(manifest).map_err(|e| AgentError::Protocol(e.to_string()))?;
     match http
         .post(&format!(
@@ -194,7 +170,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
     }
 
     /// Builds a telemetry message for `payload`: encrypted under the session key, chip-signed.
-    pub fn telemetry_body(&mut self, payload: &[u8]) -> Result<serde_json::Value, AgentError> {
+    pub fn telemetry_body(&mut self, payload: &[u8]) -> Result<TelemetryRequest, AgentError> {
         let key = self.telemetry_key.ok_or_else(|| {
             AgentError::Protocol(
                 "no telemetry key: the cloud did not complete the key exchange".into(),
@@ -212,13 +188,17 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         );
         let m = protocol::telemetry_message(&self.identity, &self.serial, seq, time, &nonce, &ct);
         let sig = self.sign_message(&m)?;
-        Ok(
-            serde_json::json!({ "seq": seq, "time": time, "nonce": B64.encode(nonce), "ciphertext": B64.encode(ct), "signature": B64.encode(sig) }),
-        )
+        Ok(TelemetryRequest {
+            seq,
+            time,
+            nonce: nonce.to_vec(),
+            ciphertext: ct,
+            signature: sig,
+        })
     }
 
     /// Sends a telemetry message body (see [`Agent::telemetry_body`]).
-    pub fn post_telemetry(&mut self, body: &serde_json::Value) -> Result<(), AgentError> {
+    pub fn post_telemetry(&mut self, body: &TelemetryRequest) -> Result<(), AgentError> {
         let token = self.token()?;
         let _: serde_json::Value = post_json(
             &self.http,
@@ -311,7 +291,10 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
                 &self.http,
                 &format!("{}/v1/commands/{}/receipt", self.cloud, c.seq),
                 Some(&token),
-                &serde_json::json!({ "status": status, "signature": B64.encode(sig) }),
+                &ReceiptRequest {
+                    status: status.clone(),
+                    signature: sig,
+                },
             );
             // A receipt for a command that is not pending (e.g. a replayed one) is refused by
             // the cloud; the outcome on the device stands.
@@ -330,12 +313,10 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         execute: &mut dyn FnMut(&str) -> String,
     ) -> Result<Vec<(Command, CommandOutcome)>, AgentError> {
         let token = self.token()?;
-        let v: serde_json::Value =
+        let pending: PendingCommands =
             get_json(&self.http, &format!("{}/v1/commands", self.cloud), &token)?;
-        let list: Vec<Command> = serde_json::from_value(v["commands"].clone())
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let mut out = Vec::new();
-        for c in list {
+        for c in pending.commands {
             let o = self.handle_command(&c, execute)?;
             out.push((c, o));
         }
@@ -361,7 +342,11 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             &self.http,
             &format!("{}/v1/usage", self.cloud),
             Some(&token),
-            &serde_json::json!({ "seq": seq, "remaining": remaining, "signature": B64.encode(sig) }),
+            &UsageRequest {
+                seq,
+                remaining,
+                signature: sig,
+            },
         )?;
         Ok(remaining)
     }

@@ -20,7 +20,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
-use serde::Deserialize;
 use sesame_host::Stsafe;
 
 /// A `DelayNs` on the operating system's clock.
@@ -113,42 +112,15 @@ pub(crate) fn decrement_error<E: core::fmt::Debug>(e: sesame_host::Error<E>) -> 
 /// readable, so a re-read never runs a command twice).
 pub const CRC_REREADS: u8 = 3;
 
-/// A session token from the cloud.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Session {
-    /// Bearer token.
-    pub token: String,
-    /// Unix seconds.
-    pub expires_at: i64,
-    /// The serial the cloud authenticated.
-    pub serial: String,
-    /// The cloud's half of the telemetry key exchange.
-    #[serde(default)]
-    pub ecdh: Option<CloudEcdh>,
-}
-
-/// The cloud's ephemeral ECDH key and its command-key signature.
-#[derive(Clone, Debug, Deserialize)]
-pub struct CloudEcdh {
-    /// SEC1, hex.
-    pub public: String,
-    /// Base64 `R || S`.
-    pub signature: String,
-}
-
-#[derive(Deserialize)]
-struct ChallengeAnswer {
-    challenge_id: String,
-    challenge: String,
-    identity: String,
-}
+use sesame_proto::auth::{Challenge, ChallengeRequest, EcdhOffer, ResponseRequest};
+pub use sesame_proto::auth::{CloudEcdh, Session};
 
 /// A JSON POST; a 4xx/5xx with the cloud's JSON error becomes [`AgentError::Refused`].
-pub fn post_json<T: serde::de::DeserializeOwned>(
+pub fn post_json<T: serde::de::DeserializeOwned, B: serde::Serialize + ?Sized>(
     http: &ureq::Agent,
     url: &str,
     token: Option<&str>,
-    body: &serde_json::Value,
+    body: &B,
 ) -> Result<T, AgentError> {
     let mut req = http.post(url);
     if let Some(t) = token {
@@ -257,11 +229,14 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
 
     /// The seven steps: certificate up, challenge down, chip signature up, session down.
     pub fn login(&mut self) -> Result<&Session, AgentError> {
-        let c: ChallengeAnswer = post_json(
+        let c: Challenge = post_json(
             &self.http,
             &format!("{}/v1/auth/challenge", self.cloud),
             None,
-            &serde_json::json!({ "certificate": B64.encode(&self.cert) }),
+            &ChallengeRequest {
+                certificate: self.cert.clone(),
+                chain: Vec::new(),
+            },
         )?;
         let challenge = B64
             .decode(&c.challenge)
@@ -287,12 +262,15 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             &self.http,
             &format!("{}/v1/auth/response", self.cloud),
             None,
-            &serde_json::json!({
-                "challenge_id": c.challenge_id,
-                "signature": B64.encode(signature),
-                "certificate": B64.encode(&self.cert),
-                "ecdh": { "public": hex::encode(&eph_sec1), "signature": B64.encode(eph_sig) },
-            }),
+            &ResponseRequest {
+                challenge_id: c.challenge_id.clone(),
+                signature,
+                certificate: Some(self.cert.clone()),
+                ecdh: Some(EcdhOffer {
+                    public: hex::encode(&eph_sec1),
+                    signature: B64.encode(eph_sig),
+                }),
+            },
         )?;
         if session.serial != self.serial {
             return Err(AgentError::Protocol(

@@ -6,7 +6,6 @@
 
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::DecodePublicKey;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{chip, layout, Agent, AgentError};
@@ -14,27 +13,9 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
 /// What `GET /v1/info` says about a cloud.
-#[derive(Clone, Debug, Deserialize)]
-pub struct CloudInfo {
-    /// The identity devices sign over when they log in.
-    pub identity: String,
-    /// The service's version.
-    pub version: String,
-    /// The command public key, if the cloud has one.
-    pub command_key: Option<PublishedKey>,
-    /// Fingerprint of the cloud's firmware key, if it has one.
-    #[serde(default)]
-    pub firmware_key_sha256: Option<String>,
-}
-
+pub use sesame_proto::Info as CloudInfo;
 /// A public key as the cloud publishes it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct PublishedKey {
-    /// SubjectPublicKeyInfo, PEM.
-    pub public_key_pem: String,
-    /// What the cloud says its fingerprint is (checked, never trusted).
-    pub sha256: String,
-}
+pub use sesame_proto::PublicKeyInfo as PublishedKey;
 
 /// A command key that matched its pin.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -633,7 +633,9 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             let http = op.trust.agent(std::time::Duration::from_secs(300))?;
             let v = sesame_agent::data::publish_firmware(&http, &base, &op.token, &m, &img)
                 .map_err(|e| anyhow!("{e}"))?;
-            op.print(&v, |v| outln!("released firmware version {}", v["version"]))
+            op.print(&serde_json::to_value(&v)?, |v| {
+                outln!("released firmware version {}", v["version"])
+            })
         }
         CloudCommand::Audit { op, serial, since } => {
             let mut q = format!("/v1/admin/audit?since={}", since.unwrap_or(0));

@@ -54,6 +54,82 @@ impl ApiError {
     }
 }
 
+/// The kind of a refused operation, whatever the transport (HTTP maps it to a status in
+/// [`From<Failure> for ApiError`](ApiError); another front end maps it its own way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// The request is malformed or names something impossible.
+    Invalid,
+    /// The caller is not (or no longer) who it must be.
+    Unauthenticated,
+    /// Nothing by that name.
+    NotFound,
+    /// The state of things does not allow it (already there, replayed, not configured).
+    Conflict,
+    /// Well formed, but its content is refused (e.g. a signature that does not verify).
+    Unprocessable,
+    /// The database or a key operation failed.
+    Unavailable,
+}
+
+/// A service operation refused: its kind, a stable machine-readable code, a sentence.
+#[derive(Debug)]
+pub struct Failure {
+    /// What kind of refusal.
+    pub kind: Kind,
+    /// Stable code (the `error` of the HTTP body).
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl Failure {
+    /// A refusal of `kind`.
+    pub fn new(kind: Kind, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A malformed request.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Kind::Invalid, code, message)
+    }
+
+    /// Nothing by that name.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Kind::NotFound, "not_found", message)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage failure");
+        Self::new(Kind::Unavailable, "unavailable", "storage unavailable")
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        let status = match f.kind {
+            Kind::Invalid => StatusCode::BAD_REQUEST,
+            Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self {
+            status,
+            code: f.code,
+            message: f.message,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "service failure");
@@ -96,7 +172,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "error": self.code, "message": self.message })),
+            Json(sesame_proto::ErrorBody {
+                error: self.code.into(),
+                message: self.message,
+            }),
         )
             .into_response()
     }

@@ -14,32 +14,11 @@ use axum::extract::State;
 use axum::Json;
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use ring::signature::KeyPair;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::service::Service;
 
-/// The answer of `GET /v1/info`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Info {
-    /// The cloud's name, bound into every authentication signature.
-    pub identity: String,
-    /// The service's version.
-    pub version: String,
-    /// The command public key, when the cloud has one (commands and encrypted telemetry).
-    pub command_key: Option<PublicKeyInfo>,
-    /// Fingerprint of the firmware public key releases must verify under, when configured.
-    pub firmware_key_sha256: Option<String>,
-}
-
-/// A P-256 public key as published.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct PublicKeyInfo {
-    /// SubjectPublicKeyInfo, PEM (`-----BEGIN PUBLIC KEY-----`), as the factory writes it.
-    pub public_key_pem: String,
-    /// SHA-256 of the SubjectPublicKeyInfo DER, lowercase hex.
-    pub sha256: String,
-}
+pub use sesame_proto::{Info, PublicKeyInfo};
 
 /// The PEM and fingerprint of a P-256 public key given as a SEC1 point (`None` if it is not
 /// one, which a loaded key always is).
@@ -73,6 +52,8 @@ impl Service {
 }
 
 /// `GET /v1/info`.
+#[utoipa::path(get, path = "/v1/info", tag = "service",
+    responses((status = 200, description = "Identity, version and key fingerprints", body = Info)))]
 pub(crate) async fn handler(State(s): State<Arc<Service>>) -> Json<Info> {
     Json(s.info())
 }

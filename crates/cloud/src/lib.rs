@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod access;
 mod api;
 pub mod auth;
 mod bench_seed;
@@ -21,19 +22,25 @@ pub mod info;
 mod login;
 mod metrics;
 pub mod mtls;
+mod observe;
 mod openapi;
 mod server;
 mod service;
+mod service_admin;
+mod service_data;
 mod store;
 mod store_data;
 mod store_trust;
 pub mod trust;
 
+pub use access::{Admin, DeviceSession};
 pub use api::app;
 pub use config::Config;
-pub use error::ApiError;
+pub use error::{ApiError, Failure, Kind};
 pub use metrics::Metrics;
+pub use observe::{REQUEST_ID, REQUEST_ID_MAX};
 pub use service::{now, Challenge, CloudEcdh, EcdhOffer, Service, Session};
+pub use sesame_proto as proto;
 pub use store::{Store, StoreError};
 
 /// Opens the database (applying migrations) and builds the service.

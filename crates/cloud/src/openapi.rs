@@ -1,85 +1,83 @@
-//! The OpenAPI 3 document served at `/openapi.json`.
+//! The OpenAPI document served at `/openapi.json`, generated from the handlers' annotations and
+//! the request and response types of `sesame-proto`.
 
-use serde_json::{json, Value};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+use utoipa::OpenApi;
 
-fn err() -> Value {
-    json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
-}
+use crate::api as a;
+use crate::data as d;
 
-fn op(summary: &str, admin: bool, body: Option<Value>, ok: Value) -> Value {
-    let mut o = json!({
-        "summary": summary,
-        "responses": { "200": { "description": "ok", "content": { "application/json": { "schema": ok } } }, "4XX": err(), "5XX": err() }
-    });
-    if let Some(b) = body {
-        o["requestBody"] =
-            json!({ "required": true, "content": { "application/json": { "schema": b } } });
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sesame cloud",
+        description = "Device enrollment, challenge-response authentication and the device data path. The device signs SHA-256 (P-256) or SHA-384 (P-384) of \"sesame/auth/v1\" || 0x00 || len(identity) (2 bytes BE) || identity || challenge || SHA-256(certificate DER). Binary fields are standard base64, keys and hashes lowercase hex."
+    ),
+    paths(
+        a::healthz, a::metrics, a::openapi, crate::info::handler,
+        a::challenge, a::response, a::tls_login, a::session,
+        a::add_root, a::roots, a::untrust_root, a::family_code, a::add_family, a::families,
+        a::add_device, a::devices, a::device, a::revoke, a::unrevoke, a::audit,
+        d::telemetry, d::admin_telemetry, d::device_telemetry, d::queue_command,
+        d::admin_commands, d::pending_commands, d::receipt, d::publish_firmware,
+        d::latest_firmware, d::firmware_image, d::usage, d::admin_usage,
+    ),
+    components(schemas(sesame_proto::ErrorBody)),
+    modifiers(&Common),
+    tags(
+        (name = "device", description = "Called by devices (login, then a bearer session token)"),
+        (name = "operator", description = "Called by operators (bearer operator token)"),
+        (name = "service", description = "Health, metrics and this document"),
+    )
+)]
+struct Doc;
+
+/// What every operation shares: the two bearer schemes, and the error body of 4XX and 5XX.
+struct Common;
+
+impl utoipa::Modify for Common {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let bearer =
+            || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("admin", bearer());
+        components.add_security_scheme("device", bearer());
+        let error = ResponseBuilder::new()
+            .description("Refused: `error` is a stable code, `message` a sentence")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    ))))
+                    .build(),
+            )
+            .build();
+        doc.info.version = env!("CARGO_PKG_VERSION").into();
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for range in ["4XX", "5XX"] {
+                    op.responses
+                        .responses
+                        .entry(range.into())
+                        .or_insert_with(|| RefOr::T(error.clone()));
+                }
+            }
+        }
     }
-    if admin {
-        o["security"] = json!([{ "admin": [] }]);
-    }
-    o
-}
-
-fn obj(props: &[(&str, &str)], required: &[&str]) -> Value {
-    let mut p = serde_json::Map::new();
-    for (k, t) in props {
-        p.insert((*k).into(), json!({ "type": t }));
-    }
-    json!({ "type": "object", "properties": p, "required": required })
 }
 
 /// The document.
-pub fn document() -> Value {
-    let any = json!({ "type": "object" });
-    json!({
-        "openapi": "3.0.3",
-        "info": { "title": "sesame cloud", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Device enrollment and challenge-response authentication. The device signs SHA-256 (P-256) or SHA-384 (P-384) of \"sesame/auth/v1\" || 0x00 || len(identity) (2 bytes BE) || identity || challenge || SHA-256(certificate DER)." },
-        "components": {
-            "securitySchemes": { "admin": { "type": "http", "scheme": "bearer" } },
-            "schemas": { "Error": obj(&[("error", "string"), ("message", "string")], &["error", "message"]) }
-        },
-        "paths": {
-            "/healthz": { "get": op("Liveness and database health", false, None, any.clone()) },
-            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } },
-            "/v1/auth/challenge": { "post": op("Steps 1-3: send the device certificate (base64 DER), get a challenge", false,
-                Some(obj(&[("certificate", "string"), ("chain", "array")], &["certificate"])),
-                obj(&[("challenge_id", "string"), ("challenge", "string"), ("expires_at", "integer"), ("identity", "string")], &[])) },
-            "/v1/auth/response": { "post": op("Steps 5-7: answer with the chip's signature (base64 R||S), get a session token", false,
-                Some(obj(&[("challenge_id", "string"), ("signature", "string"), ("certificate", "string")], &["challenge_id", "signature"])),
-                obj(&[("token", "string"), ("expires_at", "integer"), ("serial", "string")], &[])) },
-            "/v1/session": { "get": op("The device behind a session token", false, None, obj(&[("serial", "string")], &[])) },
-            "/v1/admin/roots": { "post": op("Trust a root CA (PEM or base64 DER)", true, Some(obj(&[("certificate", "string")], &["certificate"])), any.clone()) },
-            "/v1/admin/families/code": { "post": op("Get a verification code to prove possession of a family key", true, None, obj(&[("code", "string"), ("expires_at", "integer")], &[])) },
-            "/v1/admin/families": {
-                "post": op("Enroll a family CA: certificate, code, and the DER ECDSA signature of the code by the family key", true,
-                    Some(obj(&[("certificate", "string"), ("code", "string"), ("signature", "string")], &["certificate", "code", "signature"])), any.clone()),
-                "get": op("List families", true, None, any.clone())
-            },
-            "/v1/admin/devices": {
-                "post": op("Enroll one device certificate", true, Some(obj(&[("certificate", "string")], &["certificate"])), any.clone()),
-                "get": op("List devices", true, None, any.clone())
-            },
-            "/v1/admin/devices/{serial}": { "get": op("Show a device", true, None, any.clone()) },
-            "/v1/admin/revoke": { "post": op("Revoke a device (serial or fingerprint) or a family", true,
-                Some(obj(&[("serial", "string"), ("fingerprint", "string"), ("family", "string")], &[])), any.clone()) },
-            "/v1/admin/audit": { "get": op("Audit log by device and time (query: serial, since, until, limit)", true, None, any.clone()) },
-            "/v1/telemetry": { "post": op("Device (bearer session token): an encrypted, chip-signed message; refused if seq is not above the last accepted", false,
-                Some(obj(&[("seq", "integer"), ("time", "integer"), ("nonce", "string"), ("ciphertext", "string"), ("signature", "string")], &["seq", "time", "nonce", "ciphertext", "signature"])), any.clone()) },
-            "/v1/devices/{serial}/telemetry": { "get": op("Accepted telemetry of a device (decrypted)", true, None, any.clone()) },
-            "/v1/admin/devices/{serial}/telemetry": { "get": op("Same as /v1/devices/{serial}/telemetry", true, None, any.clone()) },
-            "/v1/admin/devices/{serial}/commands": {
-                "post": op("Queue a command; the cloud signs {serial, seq, expiry, body} with its command key", true, Some(obj(&[("body", "string"), ("ttl", "integer")], &["body"])), any.clone()),
-                "get": op("Commands of a device with their receipts", true, None, any.clone())
-            },
-            "/v1/commands": { "get": op("Device: pending signed commands", false, None, any.clone()) },
-            "/v1/commands/{seq}/receipt": { "post": op("Device: chip-signed receipt", false, Some(obj(&[("status", "string"), ("signature", "string")], &["status", "signature"])), any.clone()) },
-            "/v1/admin/firmware": { "post": op("Publish a signed release (manifest + base64 image)", true, Some(obj(&[("manifest", "object"), ("image", "string")], &["manifest", "image"])), any.clone()) },
-            "/v1/firmware/latest": { "get": op("Device: the newest release manifest", false, None, any.clone()) },
-            "/v1/firmware/{version}": { "get": op("Device: a release manifest and image", false, None, any.clone()) },
-            "/v1/usage": { "post": op("Device: chip-signed usage report", false, Some(obj(&[("seq", "integer"), ("remaining", "integer"), ("signature", "string")], &["seq", "remaining", "signature"])), any.clone()) },
-            "/v1/admin/devices/{serial}/usage": { "get": op("Remaining uses reported by a device", true, None, any) }
-        }
-    })
+pub fn document() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
 }

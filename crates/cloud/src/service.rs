@@ -65,14 +65,7 @@ pub struct Service {
     pub(crate) challenge_key: tokio::sync::OnceCell<ring::hmac::Key>,
 }
 
-/// The device's half of the telemetry key exchange, sent with its login response.
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct EcdhOffer {
-    /// The chip's ephemeral P-256 public key (SEC1, hex).
-    pub public: String,
-    /// The chip's slot-0 signature (base64 `R || S`) over `ecdh_device_message`.
-    pub signature: String,
-}
+pub use sesame_proto::auth::EcdhOffer;
 
 /// A device certificate that is parsed and chains to its owner (judged again at every use).
 #[derive(Debug)]
@@ -85,41 +78,7 @@ pub struct Accepted {
     pub der: Vec<u8>,
 }
 
-/// What the device gets back for a challenge request.
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
-pub struct Challenge {
-    /// Identifier to answer with.
-    pub challenge_id: String,
-    /// 32 random bytes, base64.
-    pub challenge: String,
-    /// Unix seconds after which the challenge is refused.
-    pub expires_at: i64,
-    /// The identity bound into the message.
-    pub identity: String,
-}
-
-/// A session after a successful authentication.
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
-pub struct Session {
-    /// Bearer token (stored by the cloud only as a hash).
-    pub token: String,
-    /// Unix seconds.
-    pub expires_at: i64,
-    /// The device's serial.
-    pub serial: String,
-    /// The cloud's half of the telemetry key exchange, when the device offered one.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub ecdh: Option<CloudEcdh>,
-}
-
-/// The cloud's ephemeral ECDH key, signed with its command key.
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
-pub struct CloudEcdh {
-    /// SEC1 P-256 public key, hex.
-    pub public: String,
-    /// Command-key signature (`R || S`, base64) over `ecdh_cloud_message`.
-    pub signature: String,
-}
+pub use sesame_proto::auth::{Challenge, CloudEcdh, Session};
 
 /// A refusal, or a storage failure.
 #[derive(Debug)]
