@@ -7,7 +7,7 @@ use base64::Engine;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 use sesame_host::Curve;
-use sesame_pki::protocol;
+use sesame_proto::messages;
 use sha2::Digest;
 
 use crate::{chip, layout, post_json, Agent, AgentError};
@@ -180,13 +180,13 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         let (seq, time) = (self.telemetry_seq, unix_now());
         let mut nonce = [0u8; 12];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-        let ct = protocol::seal_payload(
+        let ct = messages::seal_payload(
             &key,
             &nonce,
-            &protocol::telemetry_aad(&self.serial, seq, time),
+            &messages::telemetry_aad(&self.serial, seq, time),
             payload,
         );
-        let m = protocol::telemetry_message(&self.identity, &self.serial, seq, time, &nonce, &ct);
+        let m = messages::telemetry_message(&self.identity, &self.serial, seq, time, &nonce, &ct);
         let sig = self.sign_message(&m)?;
         Ok(TelemetryRequest {
             seq,
@@ -235,7 +235,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             return Ok(Err("not newer than the last executed"));
         }
         let sig = B64.decode(&c.signature).unwrap_or_default();
-        let m = protocol::command_message(
+        let m = messages::command_message(
             &self.identity,
             &c.serial,
             c.seq as u64,
@@ -280,7 +280,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             CommandOutcome::Refused(r) => format!("refused:{}", detail(r)),
         };
         if c.serial == self.serial && c.seq > 0 {
-            let sig = self.sign_message(&protocol::receipt_message(
+            let sig = self.sign_message(&messages::receipt_message(
                 &self.identity,
                 &self.serial,
                 c.seq as u64,
@@ -331,7 +331,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             .decrement(layout::USAGE, 0, 1, &[])
             .map_err(crate::decrement_error)?;
         let seq = u64::from(layout::USAGE_INITIAL.saturating_sub(remaining));
-        let sig = self.sign_message(&protocol::usage_message(
+        let sig = self.sign_message(&messages::usage_message(
             &self.identity,
             &self.serial,
             seq,
@@ -374,7 +374,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         let sig = B64.decode(&m.signature).unwrap_or_default();
         if !self.chip_verifies(
             layout::FIRMWARE_KEY,
-            &protocol::firmware_message(m.version, &sha, m.size),
+            &messages::firmware_message(m.version, &sha, m.size),
             &sig,
         )? {
             return Ok(Err(FirmwareRefusal::BadSignature));

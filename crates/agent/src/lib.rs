@@ -2,7 +2,7 @@
 //!
 //! It drives the chip with [`sesame_host::Stsafe`] and talks HTTP to the cloud. Login is the
 //! seed's seven steps: the certificate read from zone 0 goes up, a challenge comes down, the
-//! chip signs the domain-separated digest ([`sesame_pki::protocol`]), the cloud answers with a
+//! chip signs the domain-separated digest ([`sesame_proto::messages`]), the cloud answers with a
 //! session token. The private key never leaves the chip; the agent only ever sees digests and
 //! signatures.
 #![forbid(unsafe_code)]
@@ -217,7 +217,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
 
     /// Has the chip sign `message`'s digest (SHA-256 or SHA-384, by key size) with slot 0.
     pub fn sign_message(&mut self, message: &[u8]) -> Result<Vec<u8>, AgentError> {
-        let digest = sesame_pki::protocol::digest_for_key(message, &self.public_key)
+        let digest = sesame_proto::messages::digest_for_key(message, &self.public_key)
             .ok_or_else(|| AgentError::Chip("slot 0 key is neither P-256 nor P-384".into()))?;
         Ok(self
             .se
@@ -244,7 +244,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         if challenge.len() != 32 {
             return Err(AgentError::Protocol("challenge is not 32 bytes".into()));
         }
-        let message = sesame_pki::protocol::auth_message(&c.identity, &challenge, &self.cert);
+        let message = sesame_proto::messages::auth_message(&c.identity, &challenge, &self.cert);
         let signature = self.sign_message(&message)?;
         // The telemetry key exchange rides along: a fresh single-use key in slot 0xFF, signed
         // with slot 0 so the cloud knows it is this chip's.
@@ -253,7 +253,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             .generate_private_key(0xFF, sesame_host::Curve::P256, 1)
             .map_err(chip)?;
         let eph_sec1 = [&[0x04u8][..], eph.xy()].concat();
-        let eph_sig = self.sign_message(&sesame_pki::protocol::ecdh_device_message(
+        let eph_sig = self.sign_message(&sesame_proto::messages::ecdh_device_message(
             &c.identity,
             &challenge,
             &eph_sec1,
@@ -307,7 +307,8 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
         let sig = B64
             .decode(&e.signature)
             .map_err(|_| AgentError::Protocol("bad ECDH signature".into()))?;
-        let m = sesame_pki::protocol::ecdh_cloud_message(&self.identity, &self.serial, eph, &cloud);
+        let m =
+            sesame_proto::messages::ecdh_cloud_message(&self.identity, &self.serial, eph, &cloud);
         if !self.chip_verifies(layout::COMMAND_KEY, &m, &sig)? {
             return Err(AgentError::Protocol(
                 "the cloud's ECDH key is not signed by the command key in the chip".into(),
@@ -318,7 +319,7 @@ impl<I2C: I2c, D: DelayNs> Agent<I2C, D> {
             .and_then(|xy| sesame_host::EccPublicKey::from_xy(sesame_host::Curve::P256, xy))
             .ok_or_else(|| AgentError::Protocol("bad ECDH key".into()))?;
         let secret = self.se.establish_key(0xFF, &peer).map_err(chip)?;
-        Ok(sesame_pki::protocol::telemetry_key(
+        Ok(sesame_proto::messages::telemetry_key(
             secret.as_bytes(),
             challenge,
             &self.serial,

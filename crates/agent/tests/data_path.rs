@@ -11,7 +11,8 @@ use sesame_agent::data::{CommandOutcome, FirmwareRefusal, Manifest};
 use sesame_agent::{layout, Agent, AgentError, StdDelay};
 use sesame_chip::{Bus, BusDevice, ChipConfig, ChipOptions, CurveName, Fab, MemStorage, ZoneSpec};
 use sesame_host::Stsafe;
-use sesame_pki::{protocol, Authority, DeviceKey, KeyAlg};
+use sesame_pki::{Authority, DeviceKey, KeyAlg};
+use sesame_proto::messages;
 use sha2::Digest;
 
 const ADMIN: &str = "data-path-admin-token";
@@ -263,7 +264,7 @@ fn commands_run_only_when_the_chip_verifies_them() {
 fn sign_release(w: &World, version: u32, image: &[u8]) -> Manifest {
     use p256::ecdsa::signature::Signer;
     let sha = sha2::Sha256::digest(image);
-    let sig: p256::ecdsa::Signature = w.firmware.sign(&protocol::firmware_message(
+    let sig: p256::ecdsa::Signature = w.firmware.sign(&messages::firmware_message(
         version,
         &sha,
         image.len() as u64,

@@ -16,7 +16,7 @@ pub fn sign_release(key_pem: &str, version: u32, image: &[u8]) -> Result<Manifes
     let key = p256::ecdsa::SigningKey::from_pkcs8_pem(key_pem)
         .map_err(|e| anyhow!("firmware key: {e}"))?;
     let sha = sha2::Sha256::digest(image);
-    let sig: p256::ecdsa::Signature = key.sign(&sesame_pki::protocol::firmware_message(
+    let sig: p256::ecdsa::Signature = key.sign(&sesame_proto::messages::firmware_message(
         version,
         &sha,
         image.len() as u64,

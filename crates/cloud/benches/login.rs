@@ -99,7 +99,7 @@ fn main() {
             let challenge = B64.decode(c["challenge"].as_str().unwrap()).unwrap();
             let sig = sign(
                 &device_key,
-                &sesame_pki::protocol::auth_message("bench.cloud", &challenge, &cert),
+                &sesame_proto::messages::auth_message("bench.cloud", &challenge, &cert),
             );
             let t = Instant::now();
             let r = call(

@@ -1,11 +1,11 @@
 //! Device authentication: certificate checks, the domain-separated challenge message, and
 //! signature verification (ring, which measured fastest among the backends built here).
 //!
-//! The message the chip signs is defined in [`sesame_pki::protocol`] (shared with the agent).
+//! The message the chip signs is defined in [`sesame_proto::messages`] (shared with the agent).
 
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
 
-pub use sesame_pki::protocol::{
+pub use sesame_proto::messages::{
     auth_message, auth_message_with_cert_hash as message_with_cert_hash,
     digest_for_key as auth_digest, AUTH_CONTEXT as CONTEXT,
 };

@@ -188,7 +188,7 @@ impl Service {
     pub(crate) fn wrap_session_key(&self, key: &[u8; 32], token_hash: &str) -> Option<String> {
         let wrap = self.session_wrap.as_ref()?;
         let nonce: [u8; 12] = self.random(12).try_into().ok()?;
-        let ct = sesame_pki::protocol::seal_payload(wrap, &nonce, token_hash.as_bytes(), key);
+        let ct = sesame_proto::messages::seal_payload(wrap, &nonce, token_hash.as_bytes(), key);
         Some(hex::encode([&nonce[..], &ct].concat()))
     }
 
@@ -199,7 +199,7 @@ impl Service {
         if raw.len() < 12 {
             return None;
         }
-        let key = sesame_pki::protocol::open_payload(
+        let key = sesame_proto::messages::open_payload(
             wrap,
             &raw[..12],
             token_hash.as_bytes(),
@@ -466,7 +466,7 @@ impl Service {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         let e = hex::decode(&offer.public).ok()?;
         let sig = B64.decode(&offer.signature).ok()?;
-        let m = sesame_pki::protocol::ecdh_device_message(&self.config.identity, challenge, &e);
+        let m = sesame_proto::messages::ecdh_device_message(&self.config.identity, challenge, &e);
         if !auth::verify(device_key, &m, &sig) {
             return None;
         }
@@ -479,8 +479,9 @@ impl Service {
             .as_bytes()
             .to_vec();
         let shared = p256::ecdh::diffie_hellman(secret, peer.as_affine());
-        let key = sesame_pki::protocol::telemetry_key(shared.raw_secret_bytes(), challenge, serial);
-        let cloud_sig = self.sign_command(&sesame_pki::protocol::ecdh_cloud_message(
+        let key =
+            sesame_proto::messages::telemetry_key(shared.raw_secret_bytes(), challenge, serial);
+        let cloud_sig = self.sign_command(&sesame_proto::messages::ecdh_cloud_message(
             &self.config.identity,
             serial,
             &e,

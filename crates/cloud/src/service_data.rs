@@ -4,12 +4,12 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use sesame_pki::protocol;
 use sesame_proto::data::{
     Command, CommandList, FirmwarePublished, Manifest, PendingCommands, QueueRequest,
     ReceiptRecorded, ReceiptRequest, TelemetryAccepted, TelemetryLog, TelemetryMessage,
     TelemetryRequest, UsageRecorded, UsageReport, UsageRequest, MANIFEST_HEADER,
 };
+use sesame_proto::messages;
 use sha2::Digest;
 
 use crate::access::{Admin, DeviceSession};
@@ -94,7 +94,7 @@ impl Service {
 
     async fn ingest(&self, dev: &DeviceSession, r: &TelemetryRequest) -> R<TelemetryAccepted> {
         let serial = dev.serial();
-        let m = protocol::telemetry_message(
+        let m = messages::telemetry_message(
             &self.config.identity,
             serial,
             r.seq,
@@ -118,8 +118,8 @@ impl Service {
                     "log in with a key exchange first",
                 )
             })?;
-        let aad = protocol::telemetry_aad(serial, r.seq, r.time);
-        let Some(plain) = protocol::open_payload(&key, &r.nonce, &aad, &r.ciphertext) else {
+        let aad = messages::telemetry_aad(serial, r.seq, r.time);
+        let Some(plain) = messages::open_payload(&key, &r.nonce, &aad, &r.ciphertext) else {
             let _ = self.audit(serial, "telemetry_refused", "bad_tag", "").await;
             return Err(refused(
                 Kind::Unauthenticated,
@@ -195,7 +195,7 @@ impl Service {
                 .timed("next_command_seq", self.store.next_command_seq(&serial))
                 .await?;
             let expires = self.now() + r.ttl.unwrap_or(3600).clamp(1, 30 * 86_400);
-            let m = protocol::command_message(
+            let m = messages::command_message(
                 &self.config.identity,
                 &serial,
                 seq as u64,
@@ -264,7 +264,7 @@ impl Service {
         }
         let outcome = receipt_outcome(&r.status)?;
         let serial = dev.serial();
-        let m = protocol::receipt_message(&self.config.identity, serial, seq as u64, &r.status);
+        let m = messages::receipt_message(&self.config.identity, serial, seq as u64, &r.status);
         signed_by_chip(dev, &m, &r.signature, "receipt")?;
         if !self
             .timed(
@@ -321,7 +321,7 @@ impl Service {
         let sig = B64
             .decode(manifest.signature.trim())
             .map_err(|_| Failure::invalid("malformed_request", "signature is not valid base64"))?;
-        let m = protocol::firmware_message(manifest.version, &sha, manifest.size);
+        let m = messages::firmware_message(manifest.version, &sha, manifest.size);
         if !auth::verify(fw_key, &m, &sig) {
             let _ = self
                 .audit(
@@ -391,7 +391,7 @@ impl Service {
     /// Records a chip-signed usage report with a sequence above the last.
     pub async fn report_usage(&self, dev: &DeviceSession, r: &UsageRequest) -> R<UsageRecorded> {
         let serial = dev.serial();
-        let m = protocol::usage_message(&self.config.identity, serial, r.seq, r.remaining);
+        let m = messages::usage_message(&self.config.identity, serial, r.seq, r.remaining);
         signed_by_chip(dev, &m, &r.signature, "report")?;
         let seq = i64::try_from(r.seq)
             .map_err(|_| Failure::invalid("malformed_request", "seq out of range"))?;

@@ -16,7 +16,8 @@ use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{json, Value};
 use sesame_chip::CurveName;
 use sesame_cloud::Service;
-use sesame_pki::{protocol, KeyAlg};
+use sesame_pki::KeyAlg;
+use sesame_proto::messages;
 use sha2::Digest;
 use tower::ServiceExt;
 
@@ -74,8 +75,8 @@ async fn login_with_key(s: &Arc<Service>, dev: &mut Device) -> (String, [u8; 32]
     let eph = p256::SecretKey::random(&mut rand_core::OsRng);
     let eph_pub = eph.public_key().to_encoded_point(false).as_bytes().to_vec();
     let pk = sesame_pki::device_identity(&dev.cert).unwrap().public_key;
-    let m = protocol::ecdh_device_message("cloud.test", &ch, &eph_pub);
-    let eph_sig = dev.sign_digest(&protocol::digest_for_key(&m, &pk).unwrap());
+    let m = messages::ecdh_device_message("cloud.test", &ch, &eph_pub);
+    let eph_sig = dev.sign_digest(&messages::digest_for_key(&m, &pk).unwrap());
     let body = json!({
         "challenge_id": c["challenge_id"], "signature": B64.encode(sig),
         "ecdh": { "public": hex::encode(&eph_pub), "signature": B64.encode(eph_sig) },
@@ -85,18 +86,18 @@ async fn login_with_key(s: &Arc<Service>, dev: &mut Device) -> (String, [u8; 32]
     let cloud = hex::decode(session["ecdh"]["public"].as_str().unwrap()).unwrap();
     let cloud = p256::PublicKey::from_sec1_bytes(&cloud).unwrap();
     let shared = p256::ecdh::diffie_hellman(eph.to_nonzero_scalar(), cloud.as_affine());
-    let key = protocol::telemetry_key(shared.raw_secret_bytes(), &ch, &dev.serial);
+    let key = messages::telemetry_key(shared.raw_secret_bytes(), &ch, &dev.serial);
     (session["token"].as_str().unwrap().to_string(), key)
 }
 
 /// One telemetry message, sealed and signed by the chip (`forge` breaks the signature).
 fn telemetry(dev: &mut Device, key: &[u8; 32], seq: u64, forge: bool) -> Value {
     let nonce = [7u8; 12];
-    let aad = protocol::telemetry_aad(&dev.serial, seq, 1_700_000_000);
-    let ct = protocol::seal_payload(key, &nonce, &aad, b"{\"t\":21}");
-    let m = protocol::telemetry_message("cloud.test", &dev.serial, seq, 1_700_000_000, &nonce, &ct);
+    let aad = messages::telemetry_aad(&dev.serial, seq, 1_700_000_000);
+    let ct = messages::seal_payload(key, &nonce, &aad, b"{\"t\":21}");
+    let m = messages::telemetry_message("cloud.test", &dev.serial, seq, 1_700_000_000, &nonce, &ct);
     let pk = sesame_pki::device_identity(&dev.cert).unwrap().public_key;
-    let mut sig = dev.sign_digest(&protocol::digest_for_key(&m, &pk).unwrap());
+    let mut sig = dev.sign_digest(&messages::digest_for_key(&m, &pk).unwrap());
     if forge {
         sig[10] ^= 1;
     }
@@ -153,9 +154,9 @@ async fn metrics_count_routes_outcomes_and_the_data_path() {
     let (st, cmd) = call(&s, "POST", &path, Some(json!({ "body": "led=on" })), true).await;
     assert_eq!(st, StatusCode::CREATED, "{cmd}");
     let seq = cmd["seq"].as_u64().unwrap();
-    let m = protocol::receipt_message("cloud.test", &dev.serial, seq, "executed");
+    let m = messages::receipt_message("cloud.test", &dev.serial, seq, "executed");
     let pk = sesame_pki::device_identity(&dev.cert).unwrap().public_key;
-    let sig = dev.sign_digest(&protocol::digest_for_key(&m, &pk).unwrap());
+    let sig = dev.sign_digest(&messages::digest_for_key(&m, &pk).unwrap());
     let body = json!({ "status": "executed", "signature": B64.encode(sig) });
     let r = device_call(
         &s,
@@ -172,7 +173,7 @@ async fn metrics_count_routes_outcomes_and_the_data_path() {
     let sha = sha2::Sha256::digest(&image);
     let fsig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(
         &firmware,
-        &protocol::firmware_message(5, &sha, image.len() as u64),
+        &messages::firmware_message(5, &sha, image.len() as u64),
     );
     let manifest = json!({ "version": 5, "sha256": hex::encode(sha), "size": image.len(),
                            "signature": B64.encode(fsig.to_bytes()) });

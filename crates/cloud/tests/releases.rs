@@ -99,8 +99,8 @@ async fn receipts_settle_once(db: Db) {
     let pk = sesame_pki::device_identity(&dev.cert).unwrap().public_key;
     let mut sign = |status: &str| {
         let m =
-            sesame_pki::protocol::receipt_message("cloud.test", &dev.serial, seq as u64, status);
-        B64.encode(dev.sign_digest(&sesame_pki::protocol::digest_for_key(&m, &pk).unwrap()))
+            sesame_proto::messages::receipt_message("cloud.test", &dev.serial, seq as u64, status);
+        B64.encode(dev.sign_digest(&sesame_proto::messages::digest_for_key(&m, &pk).unwrap()))
     };
     let receipt = format!("/v1/commands/{seq}/receipt");
     for bad in ["", "done", "executed:\u{7}bell", "whatever:ok"] {
@@ -142,7 +142,7 @@ async fn receipts_settle_once(db: Db) {
 fn manifest(key: &p256::ecdsa::SigningKey, version: u32, image: &[u8]) -> Value {
     use p256::ecdsa::signature::Signer;
     let sha = sha2::Sha256::digest(image);
-    let sig: p256::ecdsa::Signature = key.sign(&sesame_pki::protocol::firmware_message(
+    let sig: p256::ecdsa::Signature = key.sign(&sesame_proto::messages::firmware_message(
         version,
         &sha,
         image.len() as u64,

@@ -13,7 +13,6 @@ mod issue;
 mod manifest;
 mod pemfile;
 pub mod profile;
-pub mod protocol;
 mod verify;
 
 pub use issue::{Authority, DeviceKey, KeyAlg, DEVICE_NOT_AFTER_NONE};

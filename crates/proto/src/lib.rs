@@ -6,6 +6,9 @@
 //! bytes, surrounding whitespace tolerated), keys and hashes as lowercase hex. Fields the login
 //! code keeps as text (challenge, session, key exchange) stay text.
 //!
+//! [`messages`] holds the bytes a chip signs (login, telemetry, commands, receipts, usage,
+//! firmware, key exchange), so the cloud and the agent build exactly the same ones.
+//!
 //! With the `openapi` feature every type also derives `utoipa::ToSchema`, from which the cloud
 //! generates its OpenAPI document.
 //!
@@ -23,6 +26,7 @@
 pub mod admin;
 pub mod auth;
 pub mod data;
+pub mod messages;
 
 use serde::{Deserialize, Serialize};
 
