@@ -10,7 +10,6 @@ use anyhow::{anyhow, bail, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::Args;
-use serde_json::json;
 
 use crate::sim::{self, Counters, EmbeddedCloud, Pki};
 
@@ -229,7 +228,9 @@ fn registry_cloud(pki: &Pki) -> Result<(EmbeddedCloud, Vec<sim::Device>)> {
     let cloud = EmbeddedCloud::start(false)?;
     let (mut devices, _) = sim::personalize(REGISTRY_DEVICES, pki, None, &cloud.url, false)?;
     for d in &mut devices {
-        let cert = json!({ "certificate": B64.encode(d.certificate()) });
+        let cert = serde_json::to_value(sesame_proto::admin::CertificateRequest {
+            certificate: B64.encode(d.certificate()),
+        })?;
         sim::admin(
             &cloud.url,
             sim::ADMIN,

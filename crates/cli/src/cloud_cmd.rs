@@ -1,12 +1,13 @@
 //! `sesame cloud …`: run the service, and the operator API from the command line.
 
+use sesame_proto::admin::{CertificateRequest, FamilyRequest, RevokeRequest};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// `sesame cloud` subcommands.
 #[derive(Subcommand, Debug)]
@@ -175,7 +176,7 @@ pub struct RevokeTarget {
 }
 
 impl RevokeTarget {
-    fn body(&self) -> Result<Value> {
+    fn body(&self) -> Result<RevokeRequest> {
         let certificate = match &self.certificate {
             Some(p) => Some(B64.encode(crate::files::certificate(
                 p,
@@ -183,12 +184,13 @@ impl RevokeTarget {
             )?)),
             None => None,
         };
-        Ok(json!({
-            "serial": self.serial,
-            "fingerprint": self.fingerprint,
-            "certificate": certificate,
-            "family": self.family,
-        }))
+        Ok(RevokeRequest {
+            serial: self.serial.clone(),
+            fingerprint: self.fingerprint.clone(),
+            certificate,
+            family: self.family.clone(),
+            pre_revoke: false,
+        })
     }
 }
 
@@ -422,9 +424,11 @@ pub fn enroll_family(
     op_call(
         "POST",
         "/v1/admin/families",
-        Some(
-            json!({ "certificate": B64.encode(family_der), "code": code, "signature": B64.encode(sig) }),
-        ),
+        Some(serde_json::to_value(FamilyRequest {
+            certificate: B64.encode(family_der),
+            code: code.to_string(),
+            signature: sig,
+        })?),
     )
 }
 
@@ -452,9 +456,12 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             let v = op.call(
                 "POST",
                 "/v1/admin/roots",
-                Some(
-                    json!({ "certificate": B64.encode(crate::files::certificate(&root, "the root CA certificate, e.g. the factory's root.pem")?) }),
-                ),
+                Some(serde_json::to_value(CertificateRequest {
+                    certificate: B64.encode(crate::files::certificate(
+                        &root,
+                        "the root CA certificate, e.g. the factory's root.pem",
+                    )?),
+                })?),
             )?;
             op.print(&v, |v| {
                 outln!(
@@ -482,9 +489,12 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             let v = op.call(
                 "POST",
                 "/v1/admin/devices",
-                Some(
-                    json!({ "certificate": B64.encode(crate::files::certificate(&cert, "a device certificate, e.g. from `sesame device cert`")?) }),
-                ),
+                Some(serde_json::to_value(CertificateRequest {
+                    certificate: B64.encode(crate::files::certificate(
+                        &cert,
+                        "a device certificate, e.g. from `sesame device cert`",
+                    )?),
+                })?),
             )?;
             op.print(&v, |v| {
                 outln!("enrolled device {} ({})", v["serial"], v["fingerprint"])
@@ -609,12 +619,20 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             pre_revoke,
         } => {
             let mut body = target.body()?;
-            body["pre_revoke"] = json!(pre_revoke);
-            let v = op.call("POST", "/v1/admin/revoke", Some(body))?;
+            body.pre_revoke = pre_revoke;
+            let v = op.call(
+                "POST",
+                "/v1/admin/revoke",
+                Some(serde_json::to_value(body)?),
+            )?;
             op.print(&v, |v| print_matched("revoked", &v["revoked"]))
         }
         CloudCommand::Unrevoke { op, target } => {
-            let v = op.call("POST", "/v1/admin/unrevoke", Some(target.body()?))?;
+            let v = op.call(
+                "POST",
+                "/v1/admin/unrevoke",
+                Some(serde_json::to_value(target.body()?)?),
+            )?;
             op.print(&v, |v| print_matched("unrevoked", &v["unrevoked"]))
         }
         CloudCommand::PublishFirmware {

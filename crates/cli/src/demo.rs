@@ -8,11 +8,13 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sesame_agent::data::{CommandOutcome, FirmwareRefusal};
 use sesame_agent::{Agent, AgentError};
 use sesame_chip::{Bus, BusDevice, ChipOptions, CurveName, Fab, FileStorage, SealKey, Sealed};
 use sesame_host::{NoDelay, Stsafe};
+use sesame_proto::admin::CertificateRequest;
+use sesame_proto::data::QueueRequest;
 
 use crate::factory::{self, FactoryDir, RealDisk};
 
@@ -148,7 +150,9 @@ pub fn run() -> Result<()> {
                 &url,
                 "POST",
                 "/v1/admin/roots",
-                Some(json!({ "certificate": B64.encode(root) })),
+                Some(serde_json::to_value(CertificateRequest {
+                    certificate: B64.encode(root),
+                })?),
             )?;
             let v = crate::cloud_cmd::enroll_family(
                 &|m, p, b| admin(&url, m, p, b),
@@ -204,7 +208,10 @@ pub fn run() -> Result<()> {
                 &url,
                 "POST",
                 &format!("/v1/admin/devices/{}/commands", serials[1]),
-                Some(json!({ "body": "valve=open" })),
+                Some(serde_json::to_value(QueueRequest {
+                    body: "valve=open".into(),
+                    ttl: None,
+                })?),
             )?;
             let done = pump.poll_commands(&mut |body| format!("{body} done"))?;
             match done.first().map(|d| &d.1) {
@@ -280,7 +287,10 @@ pub fn run() -> Result<()> {
                 &url,
                 "POST",
                 &format!("/v1/admin/devices/{}/commands", serials[1]),
-                Some(json!({ "body": "valve=close" })),
+                Some(serde_json::to_value(QueueRequest {
+                    body: "valve=close".into(),
+                    ttl: None,
+                })?),
             )?;
             let log = admin(
                 &url,

@@ -279,7 +279,10 @@ fn fleet_run(a: RunArgs) -> Result<()> {
             Some(&token),
             "POST",
             "/v1/admin/revoke",
-            Some(serde_json::json!({ "family": pki.family_name })),
+            Some(serde_json::to_value(sesame_proto::admin::RevokeRequest {
+                family: Some(pki.family_name.clone()),
+                ..Default::default()
+            })?),
         )
         .map_err(|e| {
             e.context(format!(

@@ -10,11 +10,12 @@ use anyhow::{anyhow, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand_core::{OsRng, RngCore};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sesame_agent::Agent;
 use sesame_chip::{Bus, BusDevice, ChipConfig, ChipOptions, CurveName, Fab, MemStorage};
 use sesame_host::{NoDelay, Stsafe};
 use sesame_pki::{Authority, DeviceKey, KeyAlg};
+use sesame_proto::admin::CertificateRequest;
 
 use crate::factory::{zones, ORG};
 
@@ -176,7 +177,9 @@ impl Pki {
         call(
             "POST",
             "/v1/admin/roots",
-            Some(json!({ "certificate": B64.encode(&self.root.der) })),
+            Some(serde_json::to_value(CertificateRequest {
+                certificate: B64.encode(&self.root.der),
+            })?),
         )?;
         crate::cloud_cmd::enroll_family(&call, &self.family.der, &self.family.key_pem())?;
         Ok(())
