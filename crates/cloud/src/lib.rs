@@ -28,6 +28,7 @@ mod server;
 mod service;
 mod service_admin;
 mod service_data;
+mod sessions;
 mod store;
 mod store_data;
 mod store_trust;

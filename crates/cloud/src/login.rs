@@ -20,6 +20,7 @@ use sha2::Digest;
 
 use crate::auth::{self, Reason};
 use crate::service::{judge, Accepted, Challenge, EcdhOffer, Fail, Refusal, Service, Session};
+use crate::sessions::{NewSession, SessionWriter};
 use crate::store::StoreError;
 use crate::store_trust::{Bind, Registration, SessionRow};
 use crate::trust::Trust;
@@ -424,12 +425,21 @@ impl Service {
         // Trust may move between the judgement and the write (on any instance): then the
         // login is judged again on the newest state. Bounded, so a storm of changes cannot
         // hold a login forever.
+        let writer = self
+            .sessions
+            .get_or_init(|| async { SessionWriter::start(self.store.clone()) })
+            .await;
         for _ in 0..3 {
-            if self
-                .store
-                .put_session(&hash, &row, expires_at, &nonce, t, &detail, version)
-                .await?
-            {
+            let session = NewSession {
+                token_hash: hash.clone(),
+                row: row.clone(),
+                expires: expires_at,
+                nonce: nonce.clone(),
+                created: t,
+                detail: detail.clone(),
+                version,
+            };
+            if writer.put(session).await? {
                 self.metrics.success();
                 return Ok((token, expires_at));
             }

@@ -59,6 +59,8 @@ pub struct Service {
     session_wrap: Option<[u8; 32]>,
     /// Certificates already parsed and chained, by SHA-256 of their DER.
     pub(crate) accepted: Mutex<HashMap<[u8; 32], Arc<Accepted>>>,
+    /// Writes the sessions of concurrent logins together (started on first use).
+    pub(crate) sessions: tokio::sync::OnceCell<crate::sessions::SessionWriter>,
     /// Serials this instance has seen bound: serial → (owner, DER hash of the last certificate).
     pub(crate) bindings: Mutex<HashMap<String, (String, String)>>,
     /// The challenge MAC key, shared by every instance through the database.
@@ -179,6 +181,7 @@ impl Service {
             session_wrap,
             accepted: Mutex::new(HashMap::new()),
             bindings: Mutex::new(HashMap::new()),
+            sessions: tokio::sync::OnceCell::new(),
             challenge_key: tokio::sync::OnceCell::new(),
         }))
     }

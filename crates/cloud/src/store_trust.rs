@@ -271,28 +271,6 @@ impl Store {
         Ok(row.try_get("value")?)
     }
 
-    /// Stores a session, spending `nonce`, if the trust version is still `version` (the one the
-    /// login was judged on): false, with nothing written, if a session already spent the nonce
-    /// or the trust state moved. One statement. `detail` is what the audit log shows.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn put_session(
-        &self,
-        hash: &str,
-        s: &SessionRow,
-        expires: i64,
-        nonce: &str,
-        now: i64,
-        detail: &str,
-        version: i64,
-    ) -> R<bool> {
-        let n = sqlx::query("INSERT INTO sessions (token_hash, serial, expires, telemetry_key, public_key, cert_id, key_id, owner, nonce, created, detail) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE (SELECT version FROM trust_version WHERE id = 1) = $12 ON CONFLICT (nonce) DO NOTHING")
-            .bind(hash).bind(&s.serial).bind(expires).bind(&s.telemetry_key).bind(&s.public_key).bind(&s.cert_id).bind(&s.key_id).bind(&s.owner).bind(nonce).bind(now).bind(detail).bind(version)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n == 1)
-    }
-
     /// A live session, with the trust version (one statement). Sessions from before the
     /// registry (no owner) are not honoured.
     pub(crate) async fn session_row(&self, hash: &str, now: i64) -> R<Option<(SessionRow, i64)>> {
