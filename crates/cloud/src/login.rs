@@ -341,7 +341,9 @@ impl Service {
             judge(&acc.leaf, &acc.owner, &fresh, t).map_err(fail)?;
             return Ok((fresh, Some(b)));
         }
-        let state = self.store.login_state(&acc.leaf.serial).await?;
+        let state = self
+            .timed("login_state", self.store.login_state(&acc.leaf.serial))
+            .await?;
         let trust = self.trust_at(state.version).await?;
         judge(&acc.leaf, &acc.owner, &trust, t).map_err(fail)?;
         Ok((trust, state.registered))
@@ -395,7 +397,7 @@ impl Service {
                     der_hash: &der_hash,
                     der: &B64.encode(&acc.der),
                 };
-                if self.store.seen(&reg, t).await? == Bind::Conflict {
+                if self.timed("bind_serial", self.store.seen(&reg, t)).await? == Bind::Conflict {
                     return Err(conflict());
                 }
                 self.remember_binding(&leaf.serial, &acc.owner, &der_hash);
@@ -439,11 +441,13 @@ impl Service {
                 detail: detail.clone(),
                 version,
             };
-            if writer.put(session).await? {
+            if self.timed("put_session", writer.put(session)).await? {
                 self.metrics.success();
                 return Ok((token, expires_at));
             }
-            let now = self.store.trust_version().await?;
+            let now = self
+                .timed("trust_version", self.store.trust_version())
+                .await?;
             if now == version {
                 // Another response to this challenge won, here or on another instance.
                 return Err(Fail::Auth(

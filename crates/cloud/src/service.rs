@@ -369,7 +369,10 @@ impl Service {
         token: &str,
     ) -> Result<Option<Result<SessionRow, Standing>>, StoreError> {
         let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-        let Some((mut row, version)) = self.store.session_row(&hash, self.now()).await? else {
+        let Some((mut row, version)) = self
+            .timed("session", self.store.session_row(&hash, self.now()))
+            .await?
+        else {
             return Ok(None);
         };
         let standing = self.trust_at(version).await?.standing(
