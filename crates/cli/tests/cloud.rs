@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::text;
+use common::{personalize_one, text};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -164,29 +164,7 @@ fn device_login_update_and_boot_from_the_command_line() {
     assert!(sesame(&["factory", "init", "--dir", "f"], d)
         .status
         .success());
-    let o = sesame(
-        &[
-            "factory",
-            "personalize",
-            "--dir",
-            "f",
-            "--family",
-            "family-1",
-            "--count",
-            "1",
-            "--out",
-            "b",
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let manifest = std::fs::read_to_string(d.join("b/manifest.jsonl")).unwrap();
-    let serial = serde_json::from_str::<serde_json::Value>(manifest.lines().next().unwrap())
-        .unwrap()["serial"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let image = format!("b/chips/{serial}.chip");
+    let (serial, image) = personalize_one(d);
     let cloud = Server::start(d, Some(&d.join("f/command.key.pem")));
     let url = cloud.url.clone();
     let run = |args: &[&str]| {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fingerprint, operator, text, usage_error, Server};
+use common::{fingerprint, operator, personalize_one, text, usage_error, Server};
 use serde_json::Value;
 use std::path::Path;
 
@@ -204,28 +204,7 @@ fn a_device_checks_the_pin_against_the_cloud_and_its_chip() {
     assert!(operator(&["factory", "init", "--dir", "g"], d)
         .status
         .success());
-    let o = operator(
-        &[
-            "factory",
-            "personalize",
-            "--dir",
-            "f",
-            "--family",
-            "family-1",
-            "--count",
-            "1",
-            "--out",
-            "b",
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let manifest = std::fs::read_to_string(d.join("b/manifest.jsonl")).unwrap();
-    let serial = serde_json::from_str::<Value>(manifest.lines().next().unwrap()).unwrap()["serial"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let image = format!("b/chips/{serial}.chip");
+    let (serial, image) = personalize_one(d);
     let ours = Server::start(d, Some(&d.join("f/command.key.pem")));
     let theirs = Server::start_with(
         &d.join("g"),

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{operator, text, Server};
+use common::{operator, personalize_one, text, Server};
 use serde_json::Value;
 
 fn tls_cloud(d: &Path) -> Server {
@@ -101,28 +101,7 @@ fn every_client_trusts_a_private_ca_when_told() {
     );
     assert!(o.status.success(), "{}", text(&o));
     // A device logs in over TLS.
-    let o = operator(
-        &[
-            "factory",
-            "personalize",
-            "--dir",
-            "f",
-            "--family",
-            "family-1",
-            "--count",
-            "1",
-            "--out",
-            "b",
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let manifest = std::fs::read_to_string(d.join("b/manifest.jsonl")).unwrap();
-    let serial = serde_json::from_str::<Value>(manifest.lines().next().unwrap()).unwrap()["serial"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let image = format!("b/chips/{serial}.chip");
+    let (_, image) = personalize_one(d);
     let login = |extra: &[&str]| {
         let mut a = vec![
             "device",

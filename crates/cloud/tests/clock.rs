@@ -13,15 +13,6 @@ use sesame_chip::CurveName;
 use sesame_cloud::clock::{ManualClock, Random, RandomError};
 use sesame_pki::KeyAlg;
 
-async fn session_status(s: &Arc<sesame_cloud::Service>, token: &str) -> StatusCode {
-    let req = axum::http::Request::builder()
-        .uri("/v1/session")
-        .header("authorization", format!("Bearer {token}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    raw(s, req).await.0
-}
-
 #[tokio::test]
 async fn sessions_and_challenges_expire_on_the_services_clock() {
     let db = sqlite();

@@ -32,15 +32,6 @@ async fn login_across(
     respond(b, &c["challenge_id"], &sig, Some(&d.cert.clone())).await
 }
 
-async fn session_ok(s: &Arc<Service>, token: &str) -> StatusCode {
-    let req = axum::http::Request::builder()
-        .uri("/v1/session")
-        .header("authorization", format!("Bearer {token}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    raw(s, req).await.0
-}
-
 async fn three_instances(db: Db) {
     let n = [cloud(&db).await, cloud(&db).await, cloud(&db).await];
     let pki = Pki::new(KeyAlg::P256);
@@ -73,7 +64,7 @@ async fn three_instances(db: Db) {
     let (_, s0) = login(&n[0], &mut devices[0]).await;
     let token = s0["token"].as_str().unwrap().to_string();
     for s in &n {
-        assert_eq!(session_ok(s, &token).await, StatusCode::OK);
+        assert_eq!(session_status(s, &token).await, StatusCode::OK);
     }
 
     // Revoked on 2: the next login on 0 and 1 is refused, and so is the open session there.
@@ -88,7 +79,7 @@ async fn three_instances(db: Db) {
             StatusCode::UNAUTHORIZED,
             "revoked",
         );
-        assert_eq!(session_ok(s, &token).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(session_status(s, &token).await, StatusCode::UNAUTHORIZED);
     }
     // A challenge issued on 1 before a revocation on 0 is refused at the response on 2.
     let (_, c) = challenge(&n[1], &devices[1].cert).await;

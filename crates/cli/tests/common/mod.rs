@@ -183,3 +183,29 @@ pub fn fingerprint(pem: &Path) -> String {
         pk.to_public_key_der().unwrap().as_bytes(),
     ))
 }
+
+/// Personalizes one chip of `family-1` from the factory in `dir/f` into the batch `dir/b`;
+/// returns its serial and its image path (relative to `dir`).
+pub fn personalize_one(dir: &Path) -> (String, String) {
+    let o = sesame(
+        &[
+            "factory",
+            "personalize",
+            "--dir",
+            "f",
+            "--family",
+            "family-1",
+            "--count",
+            "1",
+            "--out",
+            "b",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = std::fs::read_to_string(dir.join("b/manifest.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(manifest.lines().next().unwrap()).unwrap();
+    let serial = first["serial"].as_str().unwrap().to_string();
+    let image = format!("b/chips/{serial}.chip");
+    (serial, image)
+}

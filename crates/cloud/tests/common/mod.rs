@@ -403,3 +403,13 @@ macro_rules! on_both {
         mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { if let Some(db) = super::postgres().await { super::$name(db).await } } )* }
     };
 }
+
+/// The status of `GET /v1/session` with `token`.
+pub async fn session_status(s: &Arc<Service>, token: &str) -> StatusCode {
+    let req = Request::builder()
+        .uri("/v1/session")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    raw(s, req).await.0
+}
