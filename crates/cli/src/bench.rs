@@ -71,7 +71,6 @@ pub fn factory(count: usize, base: Option<&std::path::Path>) -> Result<()> {
         count,
         &dir.path().join("batch"),
         "p256",
-        &crate::factory::RealDisk,
         false,
     )?;
     let rate = r.made as f64 / r.seconds;

@@ -14,7 +14,7 @@ use sesame_agent::{Agent, AgentError};
 use sesame_chip::{Bus, BusDevice, ChipOptions, CurveName, Fab, FileStorage, SealKey, Sealed};
 use sesame_host::{NoDelay, Stsafe};
 
-use crate::factory::{self, FactoryDir, RealDisk};
+use crate::factory::{self, FactoryDir};
 
 type Device = Agent<BusDevice, NoDelay>;
 
@@ -120,7 +120,7 @@ pub fn run() -> Result<()> {
     report.step(
         "factory",
         factory::init(&fdir, "home-devices", sesame_pki::KeyAlg::P256)
-            .and_then(|_| factory::personalize(&fdir, "home-devices", 3, &batch, "p256", &RealDisk, false))
+            .and_then(|_| factory::personalize(&fdir, "home-devices", 3, &batch, "p256", false))
             .map(|r| format!("3 chips, keys generated inside each, certificates by family 'home-devices' ({:.2} s)", r.seconds)),
     );
     let f = FactoryDir(fdir.clone());

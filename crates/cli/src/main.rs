@@ -16,7 +16,6 @@ mod cputime;
 mod demo;
 mod device_cmd;
 mod factory;
-mod factory_tls;
 mod files;
 mod firmware;
 mod fleet;
@@ -309,7 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Factory(FactoryCommand::Tls { dir, names }) => {
-            let f = factory_tls::issue(&dir, &names)?;
+            let f = factory::tls(&dir, &names)?;
             outln!(
                 "TLS certificate {} and key {} (issued by {})",
                 f.cert.display(),
@@ -331,15 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             profile,
         }) => {
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let r = factory::personalize(
-                &dir,
-                &family,
-                count,
-                &out,
-                &profile,
-                &factory::RealDisk,
-                progress,
-            )?;
+            let r = factory::personalize(&dir, &family, count, &out, &profile, progress)?;
             outln!(
                 "{} chips personalized in {:.2} s ({:.0} chips/s){}; manifest {}",
                 r.made,

@@ -1,0 +1,580 @@
+//! Personalizing a batch.
+//!
+//! Batch consistency: each chip is written as its sealed image (`chips/SERIAL.chip`), then its
+//! host keys (one JSON line in `host-keys.jsonl`, mode 0600, for the devices' MCU firmware), then
+//! its manifest line. A crash can leave an image without its lines, a torn image or a torn last
+//! line; rerunning first reconciles the directory (a sealed image that opens, is finished and has
+//! its host keys gets its manifest line back; anything torn or unmatched is removed; a line
+//! without its image is dropped), then resumes. Images are not written through a temporary file:
+//! the seal already makes a torn one detectable, and one file operation per chip is what keeps a
+//! batch fast. The batch is synced to disk once at the end.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sesame_chip::{ChipConfig, ChipOptions, CurveName, Fab, MemStorage, SealKey};
+use sesame_pki::{fingerprint, to_pem, Authority, DeviceKey, ManifestLine, PEM_CERT};
+
+use crate::error::{io, Ctx, Error, Kind, Result};
+use crate::{layout, load_family, public_point, zones, FactoryDir, ORG};
+
+/// Progress of a batch, for a caller that shows it.
+pub trait Progress: Sync {
+    /// The batch has `total` chips, `done` of them from an earlier run.
+    fn start(&self, total: u64, done: u64) {
+        let _ = (total, done);
+    }
+    /// One more chip is made.
+    fn inc(&self) {}
+    /// The batch is over (made or failed).
+    fn finish(&self) {}
+}
+
+/// Shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+fn crypto<T, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    r: std::result::Result<T, E>,
+    what: &str,
+) -> Result<T> {
+    r.ctx(Kind::Crypto, || what.to_string())
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct BatchInfo {
+    family: String,
+    profile: String,
+    count: usize,
+}
+
+/// Everything one chip needs, loaded once per batch.
+struct Material {
+    family_name: String,
+    family: Authority,
+    chip_key: SealKey,
+    command_key: Vec<u8>,
+    firmware_key: Vec<u8>,
+    curve: CurveName,
+    /// Encrypting command table (`*-encrypted` profiles).
+    encrypted: bool,
+}
+
+/// The host keys of one chip, as the device maker's MCU firmware needs them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HostKeyLine {
+    /// The chip's serial (hex).
+    pub serial: String,
+    /// Host MAC key (hex).
+    pub mac: String,
+    /// Host cipher key (hex).
+    pub cipher: String,
+}
+
+/// Makes one chip entirely in memory; returns (serial, sealed image, host keys, line).
+fn make_chip(m: &Material) -> Result<(String, Vec<u8>, HostKeyLine, ManifestLine)> {
+    let mut serial = [0u8; 9];
+    serial[0] = 0x02;
+    OsRng.fill_bytes(&mut serial[1..]);
+    let serial_hex = hex::encode_upper(serial);
+    let mut config = ChipConfig::new(serial);
+    config.zones = layout();
+    if m.encrypted {
+        config.policy = sesame_chip::encrypted_command_policy();
+    }
+    let mem = MemStorage::new();
+    let mut fab = crypto(
+        Fab::new(config, Box::new(mem.clone()), ChipOptions::default()),
+        "making a chip",
+    )?;
+    let public = crypto(fab.generate_key(0, m.curve), "generating the chip key")?;
+    let point = public.to_sec1();
+    let der = m
+        .family
+        .issue_device(&serial_hex, &DeviceKey::from_sec1(&point)?, ORG, None)?;
+    crypto(
+        fab.write_zone(zones::CERT, 0, &der),
+        "writing the certificate",
+    )?;
+    for (zone, key) in [
+        (zones::COMMAND_KEY, &m.command_key),
+        (zones::FIRMWARE_KEY, &m.firmware_key),
+    ] {
+        crypto(fab.write_zone(zone, 0, key), "writing a key zone")?;
+    }
+    let (mut mac, mut cipher) = ([0u8; 16], [0u8; 16]);
+    OsRng.fill_bytes(&mut mac);
+    OsRng.fill_bytes(&mut cipher);
+    crypto(fab.set_host_keys(mac, cipher), "setting host keys")?;
+    crypto(fab.finish(), "finishing the chip")?;
+    let image = mem
+        .image()
+        .ok_or_else(|| Error::new(Kind::Crypto, "chip produced no image"))?;
+    let sealed = sesame_chip::seal(&m.chip_key, &serial, &image);
+    let host_keys = HostKeyLine {
+        serial: serial_hex.clone(),
+        mac: hex::encode(mac),
+        cipher: hex::encode(cipher),
+    };
+    let line = ManifestLine {
+        serial: serial_hex.clone(),
+        cert_sha256: fingerprint(&der),
+        family: m.family_name.clone(),
+        public_key: hex::encode(&point),
+    };
+    Ok((serial_hex, sealed, host_keys, line))
+}
+
+/// The largest batch `personalize` accepts: ten million chips is already a few tens of GB.
+pub const MAX_BATCH: usize = 10_000_000;
+
+/// Refuses to start a batch that cannot fit on the disk of `out`: the size of one chip (its
+/// sealed image plus its host-key and manifest lines, measured on a chip made now and thrown
+/// away) times `todo`, with 10 % to spare.
+fn enough_space(out: &Path, todo: usize, m: &Material, disk: &dyn Disk) -> Result<()> {
+    if todo == 0 {
+        return Ok(());
+    }
+    let (_, sealed, keys, line) = make_chip(m)?;
+    let per_chip = sealed.len() + host_json(&keys).len() + line.to_json().len() + 2;
+    let need = (todo as u128 * per_chip as u128 * 11 / 10) as u64;
+    // The batch directory, or the nearest directory above it that exists yet.
+    let on = out
+        .ancestors()
+        .find(|a| a.is_dir())
+        .filter(|a| !a.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let free = io(disk.free_bytes(on), || {
+        format!("cannot check free space on {}", on.display())
+    })?;
+    if need > free {
+        return Err(Error::refused(format!(
+            "{todo} chips need about {} MB in {} ({per_chip} bytes each), but only {} MB are free; free space or give a smaller --count",
+            need.div_ceil(1 << 20),
+            out.display(),
+            free / (1 << 20)
+        )));
+    }
+    Ok(())
+}
+
+/// The manifest line an existing image should have, if it is a good, finished chip.
+fn line_of_image(m: &Material, path: &Path) -> Option<ManifestLine> {
+    let storage = sesame_chip::Sealed::new(sesame_chip::FileStorage::new(path), m.chip_key.clone());
+    let chip = sesame_chip::Chip::open(Box::new(storage), ChipOptions::default()).ok()?;
+    if chip.life_cycle() != sesame_wire::LifeCycle::OPERATIONAL {
+        return None;
+    }
+    let zone0 = chip.public_zone(0)?;
+    let len = sesame_chip::Inspection::certificate_len(zone0)?;
+    let der = zone0.get(..len)?;
+    let id = sesame_pki::device_identity(der).ok()?;
+    Some(ManifestLine {
+        serial: id.serial,
+        cert_sha256: fingerprint(der),
+        family: m.family_name.clone(),
+        public_key: hex::encode(id.public_key),
+    })
+}
+
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> (String, Vec<T>) {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    // A torn last line does not parse and is dropped; its chip is recovered or removed below.
+    let items = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (text, items)
+}
+
+fn rewrite<T: Serialize>(path: &Path, old: &str, items: &[T], private: bool) -> Result<()> {
+    let mut body = String::new();
+    for it in items {
+        body.push_str(&serde_json::to_string(it).ctx(Kind::Io, || "encoding a line".into())?);
+        body.push('\n');
+    }
+    if body != old {
+        let tmp = path.with_extension("tmp");
+        let _ = fs::remove_file(&tmp);
+        io(
+            RealDisk
+                .write(&tmp, body.as_bytes(), private)
+                .and_then(|()| fs::rename(&tmp, path)),
+            || format!("cannot rewrite {}", path.display()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Brings a batch directory back to "every chip has its image, its host keys and its manifest
+/// line, and nothing else is there".
+fn reconcile(out: &Path, m: &Material) -> Result<Vec<ManifestLine>> {
+    let chips = out.join("chips");
+    let (mtext, listed): (String, Vec<ManifestLine>) = read_lines(&out.join("manifest.jsonl"));
+    let (ktext, keys): (String, Vec<HostKeyLine>) = read_lines(&out.join("host-keys.jsonl"));
+    let mut good: Vec<ManifestLine> = Vec::new();
+    let listing = || format!("cannot list {}", chips.display());
+    for entry in io(fs::read_dir(&chips), listing)? {
+        let path = io(entry, listing)?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let keep = name.strip_suffix(".chip").and_then(|serial| {
+            let line = line_of_image(m, &path).filter(|l| l.serial == serial)?;
+            keys.iter().any(|k| k.serial == serial).then_some(line)
+        });
+        match keep {
+            Some(line) if !good.iter().any(|g| g.serial == line.serial) => good.push(line),
+            _ => io(fs::remove_file(&path), || {
+                format!("cannot remove {}", path.display())
+            })?,
+        }
+    }
+    // Keep the manifest's order for lines that were there, then the recovered ones.
+    let mut lines: Vec<ManifestLine> = listed.into_iter().filter(|l| good.contains(l)).collect();
+    for g in good {
+        if !lines.contains(&g) {
+            lines.push(g);
+        }
+    }
+    let mut kept_keys: Vec<HostKeyLine> = Vec::new();
+    for k in keys {
+        if lines.iter().any(|l| l.serial == k.serial)
+            && !kept_keys.iter().any(|x| x.serial == k.serial)
+        {
+            kept_keys.push(k);
+        }
+    }
+    rewrite(&out.join("host-keys.jsonl"), &ktext, &kept_keys, true)?;
+    rewrite(&out.join("manifest.jsonl"), &mtext, &lines, false)?;
+    Ok(lines)
+}
+
+fn sync_filesystem(dir: &Path) -> Result<()> {
+    let f = io(fs::File::open(dir), || {
+        format!("cannot open {}", dir.display())
+    })?;
+    rustix::fs::syncfs(&f).ctx(Kind::Io, || format!("sync {}", dir.display()))
+}
+
+/// Where a personalize run writes; a seam so tests can make the disk fail.
+pub trait Disk: Sync {
+    /// Writes a whole file (created or replaced).
+    fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()>;
+
+    /// Bytes an unprivileged writer may still use on the file system of `dir`.
+    fn free_bytes(&self, dir: &Path) -> std::io::Result<u64> {
+        let st = rustix::fs::statvfs(dir)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+}
+
+/// The real disk.
+pub struct RealDisk;
+
+impl Disk for RealDisk {
+    fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(if private { 0o600 } else { 0o644 })
+            .open(path)?;
+        f.write_all(bytes)
+    }
+}
+
+/// What a personalize run did.
+pub struct BatchReport {
+    /// Chips made by this run.
+    pub made: usize,
+    /// Chips that were already there (an earlier, interrupted run).
+    pub resumed_from: usize,
+    /// Seconds this run took.
+    pub seconds: f64,
+}
+
+fn host_json(k: &HostKeyLine) -> String {
+    // A struct of strings always serializes.
+    serde_json::to_string(k).unwrap_or_default()
+}
+
+fn profile_of(profile: &str) -> Result<(CurveName, bool)> {
+    Ok(match profile {
+        "p256" | "default" => (CurveName::P256, false),
+        "p384" => (CurveName::P384, false),
+        "p256-encrypted" | "encrypted" => (CurveName::P256, true),
+        "p384-encrypted" => (CurveName::P384, true),
+        _ => {
+            return Err(Error::usage(format!(
+                "unknown profile '{profile}' (p256, p384, p256-encrypted, p384-encrypted)"
+            )))
+        }
+    })
+}
+
+/// `factory personalize`: makes `count` chips of `family` into `out`, or completes an
+/// interrupted batch there.
+pub fn personalize(
+    dir: &Path,
+    family: &str,
+    count: usize,
+    out: &Path,
+    profile: &str,
+    disk: &dyn Disk,
+    progress: &dyn Progress,
+) -> Result<BatchReport> {
+    if count == 0 {
+        return Err(Error::usage("--count must be at least 1"));
+    }
+    if count > MAX_BATCH {
+        return Err(Error::usage(format!(
+            "--count {count} is more than one batch may hold ({MAX_BATCH}); split the order into batches"
+        )));
+    }
+    let (curve, encrypted) = profile_of(profile)?;
+    let d = FactoryDir(dir.to_path_buf());
+    let m = Material {
+        family_name: family.to_string(),
+        family: load_family(&d, family)?,
+        chip_key: SealKey::from_file(&d.chip_key()).ctx(Kind::Crypto, || "chip key".into())?,
+        command_key: public_point(&d.command_pub())?,
+        firmware_key: public_point(&d.firmware_pub())?,
+        curve,
+        encrypted,
+    };
+    let info = BatchInfo {
+        family: family.into(),
+        profile: profile.into(),
+        count,
+    };
+    let info_path = out.join("batch.json");
+    let create = |p: &Path| format!("cannot create {}", p.display());
+    if out.exists() {
+        let existing: BatchInfo = fs::read(&info_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                Error::refused(format!(
+                    "{} exists and is not a batch; refusing to overwrite",
+                    out.display()
+                ))
+            })?;
+        if existing != info {
+            return Err(Error::refused(format!("{} holds a batch of {} x '{}' ({}); this run asks for {count} x '{family}' ({profile})", out.display(), existing.count, existing.family, existing.profile)));
+        }
+    } else {
+        // Checked before anything is written: a refused batch leaves nothing behind.
+        enough_space(out, count, &m, disk)?;
+        io(fs::create_dir_all(out.join("chips")), || create(out))?;
+        let json = serde_json::to_vec_pretty(&info).ctx(Kind::Io, || "batch.json".into())?;
+        io(fs::write(&info_path, json), || create(&info_path))?;
+    }
+    let root = io(fs::read_to_string(d.root()), || {
+        format!("cannot read {}", d.root().display())
+    })?;
+    let bundle = format!("{}{root}", to_pem(PEM_CERT, &m.family.der));
+    let bundle_path = out.join("family-bundle.pem");
+    io(fs::write(&bundle_path, bundle), || create(&bundle_path))?;
+    let have = reconcile(out, &m)?;
+    let resumed_from = have.len();
+    let todo = count.saturating_sub(resumed_from);
+    enough_space(out, todo, &m, disk)?;
+    let started = std::time::Instant::now();
+    progress.start(count as u64, resumed_from as u64);
+    let append = |name: &str, private: bool| -> Result<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = out.join(name);
+        io(
+            fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(if private { 0o600 } else { 0o644 })
+                .open(&path),
+            || create(&path),
+        )
+    };
+    let files = Mutex::new((
+        append("host-keys.jsonl", true)?,
+        append("manifest.jsonl", false)?,
+    ));
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let chips = out.join("chips");
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while next.fetch_add(1, Ordering::Relaxed) < todo {
+                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let r = (|| -> Result<()> {
+                        let (serial, sealed, keys, line) = make_chip(&m)?;
+                        let img = chips.join(format!("{serial}.chip"));
+                        if let Err(e) = disk.write(&img, &sealed, false) {
+                            let _ = fs::remove_file(&img);
+                            return Err(e).ctx(Kind::Io, || format!("writing chip {serial}"));
+                        }
+                        let mut f = files
+                            .lock()
+                            .map_err(|_| Error::new(Kind::Io, "batch files lock"))?;
+                        let (keys_file, manifest) = &mut *f;
+                        io(
+                            keys_file.write_all(format!("{}\n", host_json(&keys)).as_bytes()),
+                            || "writing host keys".into(),
+                        )?;
+                        io(
+                            manifest.write_all(format!("{}\n", line.to_json()).as_bytes()),
+                            || "writing the manifest".into(),
+                        )?;
+                        Ok(())
+                    })();
+                    match r {
+                        Ok(()) => progress.inc(),
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(e);
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    progress.finish();
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        // Leave the batch consistent for a rerun: drop anything half done.
+        reconcile(out, &m)?;
+        return Err(e.context("personalization stopped; rerun the same command to resume"));
+    }
+    let before_sync = started.elapsed();
+    sync_filesystem(out)?;
+    if std::env::var_os("SESAME_TIMING").is_some() {
+        eprintln!(
+            "make+write {:?}, sync {:?}",
+            before_sync,
+            started.elapsed() - before_sync
+        );
+    }
+    Ok(BatchReport {
+        made: todo,
+        resumed_from,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A disk that fills up after `room` chip images.
+    struct FullDisk {
+        room: usize,
+        used: AtomicUsize,
+    }
+
+    impl Disk for FullDisk {
+        fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+            if self.used.fetch_add(1, Ordering::SeqCst) >= self.room {
+                // Half a file, then the error a full disk gives.
+                let _ = RealDisk.write(path, &bytes[..bytes.len() / 2], private);
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            RealDisk.write(path, bytes, private)
+        }
+    }
+
+    /// A disk with 1 MB free.
+    struct SmallDisk;
+
+    impl Disk for SmallDisk {
+        fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+            RealDisk.write(path, bytes, private)
+        }
+        fn free_bytes(&self, _: &Path) -> std::io::Result<u64> {
+            Ok(1 << 20)
+        }
+    }
+
+    #[test]
+    fn a_batch_that_cannot_fit_or_is_absurd_is_refused_before_writing() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = t.path().join("f");
+        crate::init(&f, "fam", sesame_pki::KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        let out = t.path().join("b");
+        let err = personalize(&f, "fam", 5000, &out, "p256", &SmallDisk, &NoProgress)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            err.contains("5000 chips need about") && err.contains("MB are free"),
+            "{err}"
+        );
+        assert!(!out.exists(), "a refused batch wrote {}", out.display());
+        let err = personalize(
+            &f,
+            "fam",
+            100_000_000_000,
+            &out,
+            "p256",
+            &RealDisk,
+            &NoProgress,
+        )
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+        assert!(err.contains("split the order"), "{err}");
+        assert!(!out.exists());
+        // What fits goes ahead.
+        let r = personalize(&f, "fam", 3, &out, "p256", &SmallDisk, &NoProgress)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(r.made, 3);
+    }
+
+    #[test]
+    fn a_full_disk_stops_cleanly_and_a_rerun_completes() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = t.path().join("f");
+        crate::init(&f, "fam", sesame_pki::KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        let out = t.path().join("b");
+        let full = FullDisk {
+            room: 7,
+            used: AtomicUsize::new(0),
+        };
+        let err = personalize(&f, "fam", 20, &out, "p256", &full, &NoProgress)
+            .err()
+            .map(|e| format!("{e:#}"));
+        let err = err.unwrap_or_default();
+        assert!(
+            err.contains("No space left on device") && err.contains("rerun"),
+            "{err}"
+        );
+        // Consistent: every manifest line has its image and host keys, and nothing else is there.
+        let lines = fs::read_to_string(out.join("manifest.jsonl")).unwrap_or_default();
+        let keys = fs::read_to_string(out.join("host-keys.jsonl")).unwrap_or_default();
+        let images = fs::read_dir(out.join("chips"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(lines.lines().count(), images);
+        assert_eq!(keys.lines().count(), images);
+        assert!(images <= 7);
+        let r = personalize(&f, "fam", 20, &out, "p256", &RealDisk, &NoProgress)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(r.resumed_from + r.made, 20);
+        let lines = fs::read_to_string(out.join("manifest.jsonl")).unwrap_or_default();
+        assert_eq!(lines.lines().count(), 20);
+    }
+}
