@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-pub use sesame_factory::{layout, zones, FactoryDir, RealDisk, ORG};
+pub use sesame_factory::{layout, zones, FactoryDir, RealDisk, ORG, SIGNATURE_FILE};
 use sesame_pki::KeyAlg;
 
 /// A factory failure as the CLI reports it: the caller's mistakes exit 2.

@@ -343,6 +343,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 out.join("manifest.jsonl").display()
             );
+            outln!(
+                "signed manifest {} (verify with {})",
+                out.join(factory::SIGNATURE_FILE).display(),
+                dir.join("batch.pub.pem").display()
+            );
             Ok(())
         }
         Command::Device(args) => device_cmd::run(args),

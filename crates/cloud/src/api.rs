@@ -51,6 +51,7 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/v1/admin/audit", get(audit))
         .layer(DefaultBodyLimit::max(limit))
         .merge(crate::data::routes(&service))
+        .merge(crate::batch::routes(&service))
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
             request_timeout,

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod auth;
+mod batch;
 mod bench_seed;
 mod config;
 mod data;
@@ -24,6 +25,7 @@ mod openapi;
 mod server;
 mod service;
 mod store;
+mod store_batch;
 mod store_data;
 mod store_trust;
 pub mod trust;

@@ -52,6 +52,21 @@ struct BatchInfo {
     family: String,
     profile: String,
     count: usize,
+    /// Random id, fixed at the start (absent in batches made before manifests were signed).
+    #[serde(default)]
+    id: String,
+    /// Unix seconds at the start.
+    #[serde(default)]
+    created: i64,
+    /// The devices' certificate notAfter (Unix seconds); absent: no well-defined expiration.
+    #[serde(default)]
+    not_after: Option<i64>,
+}
+
+impl BatchInfo {
+    fn same_order(&self, other: &Self) -> bool {
+        (&self.family, &self.profile, self.count) == (&other.family, &other.profile, other.count)
+    }
 }
 
 /// Everything one chip needs, loaded once per batch.
@@ -64,6 +79,8 @@ struct Material {
     curve: CurveName,
     /// Encrypting command table (`*-encrypted` profiles).
     encrypted: bool,
+    /// The device certificates' notAfter.
+    not_after: time::OffsetDateTime,
 }
 
 /// The host keys of one chip, as the device maker's MCU firmware needs them.
@@ -95,9 +112,12 @@ fn make_chip(m: &Material) -> Result<(String, Vec<u8>, HostKeyLine, ManifestLine
     )?;
     let public = crypto(fab.generate_key(0, m.curve), "generating the chip key")?;
     let point = public.to_sec1();
-    let der = m
-        .family
-        .issue_device(&serial_hex, &DeviceKey::from_sec1(&point)?, ORG, None)?;
+    let der = m.family.issue_device(
+        &serial_hex,
+        &DeviceKey::from_sec1(&point)?,
+        ORG,
+        Some(m.not_after),
+    )?;
     crypto(
         fab.write_zone(zones::CERT, 0, &der),
         "writing the certificate",
@@ -308,6 +328,12 @@ fn host_json(k: &HostKeyLine) -> String {
     serde_json::to_string(k).unwrap_or_default()
 }
 
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
 fn profile_of(profile: &str) -> Result<(CurveName, bool)> {
     Ok(match profile {
         "p256" | "default" => (CurveName::P256, false),
@@ -343,6 +369,58 @@ pub fn personalize(
     }
     let (curve, encrypted) = profile_of(profile)?;
     let d = FactoryDir(dir.to_path_buf());
+    let info_path = out.join("batch.json");
+    let mut info = BatchInfo {
+        family: family.into(),
+        profile: profile.into(),
+        count,
+        id: random_id(),
+        created: time::OffsetDateTime::now_utc().unix_timestamp(),
+        not_after: None,
+    };
+    let existing: Option<BatchInfo> = if out.exists() {
+        Some(
+            fs::read(&info_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| {
+                    Error::refused(format!(
+                        "{} exists and is not a batch; refusing to overwrite",
+                        out.display()
+                    ))
+                })?,
+        )
+    } else {
+        None
+    };
+    if let Some(e) = &existing {
+        if !e.same_order(&info) {
+            return Err(Error::refused(format!("{} holds a batch of {} x '{}' ({}); this run asks for {count} x '{family}' ({profile})", out.display(), e.count, e.family, e.profile)));
+        }
+        // A resumed batch keeps its identity and its certificates' validity.
+        if !e.id.is_empty() {
+            info.id.clone_from(&e.id);
+            info.created = e.created;
+        }
+        info.not_after = e.not_after;
+    }
+    let not_after = match info.not_after {
+        Some(t) => time::OffsetDateTime::from_unix_timestamp(t).ctx(Kind::Refused, || {
+            format!("{} has a bad not_after", info_path.display())
+        })?,
+        None => {
+            let (y, mo, day) = sesame_pki::DEVICE_NOT_AFTER_NONE;
+            let date = time::Date::from_calendar_date(
+                y,
+                time::Month::try_from(mo).ctx(Kind::Crypto, || "month".into())?,
+                day,
+            )
+            .ctx(Kind::Crypto, || "date".into())?;
+            date.with_hms(23, 59, 59)
+                .ctx(Kind::Crypto, || "date".into())?
+                .assume_utc()
+        }
+    };
     let m = Material {
         family_name: family.to_string(),
         family: load_family(&d, family)?,
@@ -351,33 +429,23 @@ pub fn personalize(
         firmware_key: public_point(&d.firmware_pub())?,
         curve,
         encrypted,
+        not_after,
     };
-    let info = BatchInfo {
-        family: family.into(),
-        profile: profile.into(),
-        count,
-    };
-    let info_path = out.join("batch.json");
     let create = |p: &Path| format!("cannot create {}", p.display());
-    if out.exists() {
-        let existing: BatchInfo = fs::read(&info_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| {
-                Error::refused(format!(
-                    "{} exists and is not a batch; refusing to overwrite",
-                    out.display()
-                ))
-            })?;
-        if existing != info {
-            return Err(Error::refused(format!("{} holds a batch of {} x '{}' ({}); this run asks for {count} x '{family}' ({profile})", out.display(), existing.count, existing.family, existing.profile)));
-        }
-    } else {
+    if existing.is_none() {
         // Checked before anything is written: a refused batch leaves nothing behind.
         enough_space(out, count, &m, disk)?;
         io(fs::create_dir_all(out.join("chips")), || create(out))?;
+    }
+    crate::signed::ensure_batch_key(&d)?;
+    crate::signed::unsign(out)?;
+    if existing.as_ref().is_none_or(|e| e.id != info.id) {
         let json = serde_json::to_vec_pretty(&info).ctx(Kind::Io, || "batch.json".into())?;
-        io(fs::write(&info_path, json), || create(&info_path))?;
+        let tmp = out.join("batch.json.tmp");
+        io(
+            fs::write(&tmp, json).and_then(|()| fs::rename(&tmp, &info_path)),
+            || create(&info_path),
+        )?;
     }
     let root = io(fs::read_to_string(d.root()), || {
         format!("cannot read {}", d.root().display())
@@ -458,6 +526,17 @@ pub fn personalize(
         reconcile(out, &m)?;
         return Err(e.context("personalization stopped; rerun the same command to resume"));
     }
+    crate::signed::sign_manifest(&d, out, |manifest_sha256, count| {
+        sesame_pki::batch_sig::BatchClaims {
+            batch_id: info.id.clone(),
+            family: family.into(),
+            family_ca_sha256: fingerprint(&m.family.der),
+            count,
+            manifest_sha256,
+            created: info.created,
+            device_not_after: m.not_after.unix_timestamp(),
+        }
+    })?;
     let before_sync = started.elapsed();
     sync_filesystem(out)?;
     if std::env::var_os("SESAME_TIMING").is_some() {
@@ -576,5 +655,42 @@ mod tests {
         assert_eq!(r.resumed_from + r.made, 20);
         let lines = fs::read_to_string(out.join("manifest.jsonl")).unwrap_or_default();
         assert_eq!(lines.lines().count(), 20);
+    }
+
+    #[test]
+    fn a_batch_is_signed_once_complete_and_keeps_its_id_when_resumed() {
+        use sesame_pki::batch_sig::verify_batch;
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = t.path().join("f");
+        crate::init(&f, "fam", sesame_pki::KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        let out = t.path().join("b");
+        let full = FullDisk {
+            room: 2,
+            used: AtomicUsize::new(0),
+        };
+        assert!(personalize(&f, "fam", 5, &out, "p256", &full, &NoProgress).is_err());
+        // An unfinished batch has no signature.
+        assert!(!out.join(crate::SIGNATURE_FILE).exists());
+        personalize(&f, "fam", 5, &out, "p256", &RealDisk, &NoProgress)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let read = |p: std::path::PathBuf| fs::read_to_string(p).unwrap_or_default();
+        let d = FactoryDir(f.clone());
+        let manifest = read(out.join("manifest.jsonl"));
+        let jws = read(out.join(crate::SIGNATURE_FILE));
+        let (claims, lines) = verify_batch(&jws, &read(d.batch_pub()), manifest.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((claims.count, lines.len()), (5, 5));
+        let info: BatchInfo =
+            serde_json::from_str(&read(out.join("batch.json"))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(claims.batch_id, info.id);
+        assert_eq!(
+            claims.family_ca_sha256,
+            fingerprint(&load_family(&d, "fam").unwrap_or_else(|e| panic!("{e}")).der)
+        );
+        // Another factory's key does not verify it.
+        let g = t.path().join("g");
+        crate::init(&g, "fam", sesame_pki::KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        let other = read(FactoryDir(g).batch_pub());
+        assert!(verify_batch(&jws, &other, manifest.as_bytes()).is_err());
     }
 }

@@ -9,6 +9,7 @@
 
 mod batch;
 mod error;
+mod signed;
 pub mod tls;
 
 use std::fs;
@@ -25,6 +26,7 @@ pub use batch::{
 };
 use error::{io, Ctx};
 pub use error::{Error, Kind, Result};
+pub use signed::SIGNATURE_FILE;
 
 /// Organization name written into every certificate the factory issues.
 pub const ORG: &str = "sesame";
@@ -170,6 +172,7 @@ pub fn init(dir: &Path, family: &str, alg: KeyAlg) -> Result<()> {
     write_private(&d.chip_key(), SealKey::generate().to_hex().as_bytes())?;
     new_p256_pair(&d.command_key(), &d.command_pub())?;
     new_p256_pair(&d.firmware_key(), &d.firmware_pub())?;
+    new_p256_pair(&d.batch_key(), &d.batch_pub())?;
     family_new(dir, family, alg)
 }
 
