@@ -16,8 +16,13 @@ pub fn cli_err(e: sesame_factory::Error) -> anyhow::Error {
 }
 
 /// `factory init`.
-pub fn init(dir: &Path, family: &str, alg: KeyAlg) -> anyhow::Result<()> {
-    sesame_factory::init(dir, family, alg).map_err(cli_err)
+pub fn init(
+    dir: &Path,
+    family: &str,
+    alg: KeyAlg,
+    device_validity_days: Option<u32>,
+) -> anyhow::Result<()> {
+    sesame_factory::init(dir, family, alg, device_validity_days).map_err(cli_err)
 }
 
 /// `factory family new`.
@@ -53,6 +58,7 @@ pub fn personalize(
     count: usize,
     out: &Path,
     profile: &str,
+    validity_days: Option<u32>,
     show_progress: bool,
 ) -> anyhow::Result<sesame_factory::BatchReport> {
     let bar = if show_progress {
@@ -64,6 +70,15 @@ pub fn personalize(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} chips  {per_sec}  ETA {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    sesame_factory::personalize(dir, family, count, out, profile, &RealDisk, &Bar(bar))
-        .map_err(cli_err)
+    sesame_factory::personalize(
+        dir,
+        family,
+        count,
+        out,
+        profile,
+        validity_days,
+        &RealDisk,
+        &Bar(bar),
+    )
+    .map_err(cli_err)
 }

@@ -126,4 +126,74 @@ fn personalize_signs_and_the_cloud_imports_once() {
         .unwrap()
         .to_string();
     ok(run(&["cloud", "revoke", "--serial", &serial]));
+    // A batch of short-lived certificates shows up as expiring; the 15-year one does not.
+    ok(operator(
+        &[
+            "factory",
+            "personalize",
+            "--dir",
+            "f",
+            "--family",
+            "cams",
+            "--count",
+            "2",
+            "--out",
+            "short",
+            "--validity-days",
+            "20",
+        ],
+        d,
+    ));
+    ok(run(&[
+        "cloud",
+        "import-batch",
+        "--manifest",
+        "short/manifest.jsonl",
+        "--factory-key",
+        "f/batch.pub.pem",
+    ]));
+    let o = ok(run(&["cloud", "devices", "--expiring-within", "30"]));
+    assert!(
+        text(&o).contains("2 device(s) expire within 30 days"),
+        "{}",
+        text(&o)
+    );
+    let short = std::fs::read_to_string(d.join("short/manifest.jsonl")).unwrap();
+    for l in short.lines() {
+        let s = serde_json::from_str::<serde_json::Value>(l).unwrap()["serial"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(text(&o).contains(&s), "{s} missing: {}", text(&o));
+    }
+    let o = ok(run(&[
+        "cloud",
+        "devices",
+        "--expiring-within",
+        "30",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["total"], 2, "{v}");
+    let o = ok(run(&["cloud", "devices", "--expiring-within", "5500"]));
+    assert!(
+        text(&o).contains("6 device(s) expire within 5500 days"),
+        "{}",
+        text(&o)
+    );
+    // The factory's default is finite and refuses nonsense.
+    common::usage_error(
+        operator(
+            &[
+                "factory",
+                "init",
+                "--dir",
+                "h",
+                "--device-validity-days",
+                "0",
+            ],
+            d,
+        ),
+        "validity is 1 to 36500 days",
+    );
 }

@@ -122,9 +122,10 @@ async fn healthz(State(s): S) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): S) -> impl IntoResponse {
+    let expiring = crate::batch::expiry_metrics(&s).await;
     (
         [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        s.metrics.render() + &expiring,
     )
 }
 

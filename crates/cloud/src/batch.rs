@@ -220,3 +220,29 @@ async fn expiring(
         json!({ "days": q.days, "before": before, "total": total, "devices": rows }),
     ))
 }
+
+/// Windows the expiry gauge reports, in days (0: already expired).
+const EXPIRY_WINDOWS: [i64; 4] = [0, 30, 90, 365];
+
+/// `sesame_device_certificates_expiring{within_days="N"}`: chips of imported batches whose
+/// certificate ends within N days. Empty if the database does not answer (the scrape still
+/// gets the other metrics).
+pub(crate) async fn expiry_metrics(s: &Service) -> String {
+    let mut out = String::from(
+        "# HELP sesame_device_certificates_expiring Device certificates (of imported batches) that end within the given days (0: already ended).\n# TYPE sesame_device_certificates_expiring gauge\n",
+    );
+    let t = now();
+    for days in EXPIRY_WINDOWS {
+        match s
+            .store
+            .expiring_count(t.saturating_add(days * 86_400))
+            .await
+        {
+            Ok(n) => out.push_str(&format!(
+                "sesame_device_certificates_expiring{{within_days=\"{days}\"}} {n}\n"
+            )),
+            Err(_) => return String::new(),
+        }
+    }
+    out
+}

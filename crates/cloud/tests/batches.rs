@@ -301,3 +301,53 @@ async fn a_signed_batch_of_100000_chips_imports_once() {
     assert_eq!(r.1["already_imported"], true);
     ok(&login(&s, &mut devices[2]).await);
 }
+
+/// Devices nearing the end of their certificates: the operator list and the metric.
+#[tokio::test]
+async fn devices_nearing_expiry_are_reported() {
+    let db = sqlite();
+    let s = cloud(&db).await;
+    let pki = Pki::new(sesame_pki::KeyAlg::P256);
+    pki.enroll(&s).await;
+    let key = factory_key();
+    let day = 86_400;
+    let now = sesame_cloud::now();
+    // Three batches: ending in 10 days, in 200 days, and in 15 years.
+    for (i, end) in [
+        (0, now + 10 * day),
+        (10, now + 200 * day),
+        (20, now + 5479 * day),
+    ] {
+        let lines: Vec<ManifestLine> = (i..i + 2 + i / 10).map(synthetic).collect();
+        let b = batch(&pki, &lines, end);
+        let r = import(&s, &b.manifest, &b.claims, &key, &key.1).await;
+        assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    }
+    let (st, v) = call(&s, "GET", "/v1/admin/expiring?days=30", None, true).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 2, "{v}");
+    let serials: Vec<&str> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(serials, [synthetic(0).serial, synthetic(1).serial]);
+    assert_eq!(v["devices"][0]["family"], "cameras");
+    let (_, v) = call(&s, "GET", "/v1/admin/expiring?days=365", None, true).await;
+    assert_eq!(v["total"], 5, "{v}");
+    let (_, v) = call(&s, "GET", "/v1/admin/expiring?days=0", None, true).await;
+    assert_eq!(v["total"], 0, "{v}");
+    // Operators only, and a sane window.
+    let (st, _) = call(&s, "GET", "/v1/admin/expiring?days=30", None, false).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, v) = call(&s, "GET", "/v1/admin/expiring?days=-1", None, true).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // The gauge.
+    let (_, v) = call(&s, "GET", "/metrics", None, false).await;
+    let text = v["text"].as_str().unwrap().to_string();
+    for (days, n) in [(0, 0), (30, 2), (90, 2), (365, 5)] {
+        let line = format!("sesame_device_certificates_expiring{{within_days=\"{days}\"}} {n}\n");
+        assert!(text.contains(&line), "{line} not in {text}");
+    }
+}

@@ -61,6 +61,9 @@ struct BatchInfo {
     /// The devices' certificate notAfter (Unix seconds); absent: no well-defined expiration.
     #[serde(default)]
     not_after: Option<i64>,
+    /// The validity in days it was computed from.
+    #[serde(default)]
+    validity_days: Option<u32>,
 }
 
 impl BatchInfo {
@@ -350,12 +353,15 @@ fn profile_of(profile: &str) -> Result<(CurveName, bool)> {
 
 /// `factory personalize`: makes `count` chips of `family` into `out`, or completes an
 /// interrupted batch there.
+// The order's terms are plain arguments, as the CLI gives them.
+#[allow(clippy::too_many_arguments)]
 pub fn personalize(
     dir: &Path,
     family: &str,
     count: usize,
     out: &Path,
     profile: &str,
+    validity_days: Option<u32>,
     disk: &dyn Disk,
     progress: &dyn Progress,
 ) -> Result<BatchReport> {
@@ -377,6 +383,7 @@ pub fn personalize(
         id: random_id(),
         created: time::OffsetDateTime::now_utc().unix_timestamp(),
         not_after: None,
+        validity_days: None,
     };
     let existing: Option<BatchInfo> = if out.exists() {
         Some(
@@ -402,7 +409,37 @@ pub fn personalize(
             info.id.clone_from(&e.id);
             info.created = e.created;
         }
+        if let (Some(asked), Some(had)) = (validity_days, e.validity_days) {
+            if asked != had {
+                return Err(Error::refused(format!(
+                    "{} is a batch of certificates valid {had} days; this run asks for {asked}",
+                    out.display()
+                )));
+            }
+        }
         info.not_after = e.not_after;
+        info.validity_days = e.validity_days;
+    }
+    let family_ca = load_family(&d, family)?;
+    if existing.is_none() {
+        let days = match validity_days {
+            Some(v) => crate::check_validity_days(v)?,
+            None => crate::settings(&d)?.device_validity_days,
+        };
+        let end = info.created.saturating_add(i64::from(days) * 86_400);
+        let ca = sesame_pki::profile::CaCert::parse(&family_ca.der)
+            .ctx(Kind::Crypto, || "family CA certificate".into())?;
+        // A certificate that outlives its issuer fails path validation from that day on.
+        if end > ca.not_after as i64 {
+            return Err(Error::refused(format!(
+                "certificates valid {days} days would outlive family '{family}' (its CA ends {}); give a shorter --validity-days or make a new family",
+                time::OffsetDateTime::from_unix_timestamp(ca.not_after as i64)
+                    .map(|t| t.date().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        info.not_after = Some(end);
+        info.validity_days = Some(days);
     }
     let not_after = match info.not_after {
         Some(t) => time::OffsetDateTime::from_unix_timestamp(t).ctx(Kind::Refused, || {
@@ -423,7 +460,7 @@ pub fn personalize(
     };
     let m = Material {
         family_name: family.to_string(),
-        family: load_family(&d, family)?,
+        family: family_ca,
         chip_key: SealKey::from_file(&d.chip_key()).ctx(Kind::Crypto, || "chip key".into())?,
         command_key: public_point(&d.command_pub())?,
         firmware_key: public_point(&d.firmware_pub())?,
@@ -592,9 +629,9 @@ mod tests {
     fn a_batch_that_cannot_fit_or_is_absurd_is_refused_before_writing() {
         let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let f = t.path().join("f");
-        crate::init(&f, "fam", sesame_pki::KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        crate::init(&f, "fam", sesame_pki::KeyAlg::P256, None).unwrap_or_else(|e| panic!("{e}"));
         let out = t.path().join("b");
-        let err = personalize(&f, "fam", 5000, &out, "p256", &SmallDisk, &NoProgress)
+        let err = personalize(&f, "fam", 5000, &out, "p256", None, &SmallDisk, &NoProgress)
             .err()
             .map(|e| format!("{e:#}"))
             .unwrap_or_default();
@@ -609,6 +646,7 @@ mod tests {
             100_000_000_000,
             &out,
             "p256",
+            None,
             &RealDisk,
             &NoProgress,
         )
@@ -618,7 +656,7 @@ mod tests {
         assert!(err.contains("split the order"), "{err}");
         assert!(!out.exists());
         // What fits goes ahead.
-        let r = personalize(&f, "fam", 3, &out, "p256", &SmallDisk, &NoProgress)
+        let r = personalize(&f, "fam", 3, &out, "p256", None, &SmallDisk, &NoProgress)
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(r.made, 3);
     }
@@ -627,13 +665,13 @@ mod tests {
     fn a_full_disk_stops_cleanly_and_a_rerun_completes() {
         let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let f = t.path().join("f");
-        crate::init(&f, "fam", sesame_pki::KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        crate::init(&f, "fam", sesame_pki::KeyAlg::P256, None).unwrap_or_else(|e| panic!("{e}"));
         let out = t.path().join("b");
         let full = FullDisk {
             room: 7,
             used: AtomicUsize::new(0),
         };
-        let err = personalize(&f, "fam", 20, &out, "p256", &full, &NoProgress)
+        let err = personalize(&f, "fam", 20, &out, "p256", None, &full, &NoProgress)
             .err()
             .map(|e| format!("{e:#}"));
         let err = err.unwrap_or_default();
@@ -650,7 +688,7 @@ mod tests {
         assert_eq!(lines.lines().count(), images);
         assert_eq!(keys.lines().count(), images);
         assert!(images <= 7);
-        let r = personalize(&f, "fam", 20, &out, "p256", &RealDisk, &NoProgress)
+        let r = personalize(&f, "fam", 20, &out, "p256", None, &RealDisk, &NoProgress)
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(r.resumed_from + r.made, 20);
         let lines = fs::read_to_string(out.join("manifest.jsonl")).unwrap_or_default();
@@ -662,16 +700,16 @@ mod tests {
         use sesame_pki::batch_sig::verify_batch;
         let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let f = t.path().join("f");
-        crate::init(&f, "fam", sesame_pki::KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        crate::init(&f, "fam", sesame_pki::KeyAlg::P256, None).unwrap_or_else(|e| panic!("{e}"));
         let out = t.path().join("b");
         let full = FullDisk {
             room: 2,
             used: AtomicUsize::new(0),
         };
-        assert!(personalize(&f, "fam", 5, &out, "p256", &full, &NoProgress).is_err());
+        assert!(personalize(&f, "fam", 5, &out, "p256", None, &full, &NoProgress).is_err());
         // An unfinished batch has no signature.
         assert!(!out.join(crate::SIGNATURE_FILE).exists());
-        personalize(&f, "fam", 5, &out, "p256", &RealDisk, &NoProgress)
+        personalize(&f, "fam", 5, &out, "p256", None, &RealDisk, &NoProgress)
             .unwrap_or_else(|e| panic!("{e:#}"));
         let read = |p: std::path::PathBuf| fs::read_to_string(p).unwrap_or_default();
         let d = FactoryDir(f.clone());
@@ -689,8 +727,83 @@ mod tests {
         );
         // Another factory's key does not verify it.
         let g = t.path().join("g");
-        crate::init(&g, "fam", sesame_pki::KeyAlg::P256).unwrap_or_else(|e| panic!("{e}"));
+        crate::init(&g, "fam", sesame_pki::KeyAlg::P256, None).unwrap_or_else(|e| panic!("{e}"));
         let other = read(FactoryDir(g).batch_pub());
         assert!(verify_batch(&jws, &other, manifest.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn device_certificates_end_after_the_configured_validity() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = t.path().join("f");
+        crate::init(&f, "fam", sesame_pki::KeyAlg::P256, None).unwrap_or_else(|e| panic!("{e}"));
+        let not_after_of = |out: &Path| {
+            let m = fs::read_to_string(out.join("manifest.jsonl")).unwrap_or_default();
+            let serial = ManifestLine::parse(m.lines().next().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .serial;
+            let d = FactoryDir(f.clone());
+            let mat_key = SealKey::from_file(&d.chip_key()).unwrap_or_else(|e| panic!("{e}"));
+            let storage = sesame_chip::Sealed::new(
+                sesame_chip::FileStorage::new(out.join("chips").join(format!("{serial}.chip"))),
+                mat_key,
+            );
+            let chip = sesame_chip::Chip::open(Box::new(storage), ChipOptions::default())
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            let zone0 = chip.public_zone(0).unwrap_or_default();
+            let len = sesame_chip::Inspection::certificate_len(zone0).unwrap_or_default();
+            let leaf =
+                sesame_pki::profile::device_leaf(&zone0[..len]).unwrap_or_else(|e| panic!("{e}"));
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+            // Whole days left; the batch started up to a second ago.
+            (leaf.not_after - now).div_ceil(86_400)
+        };
+        // The factory default: 15 years.
+        let a = t.path().join("a");
+        personalize(&f, "fam", 1, &a, "p256", None, &RealDisk, &NoProgress)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            not_after_of(&a),
+            u64::from(crate::DEFAULT_DEVICE_VALIDITY_DAYS)
+        );
+        // Given for one batch.
+        let b = t.path().join("b");
+        personalize(&f, "fam", 1, &b, "p256", Some(30), &RealDisk, &NoProgress)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(not_after_of(&b), 30);
+        // A resumed batch cannot change it.
+        let err = personalize(&f, "fam", 1, &b, "p256", Some(60), &RealDisk, &NoProgress)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("valid 30 days"), "{err}");
+        // Longer than the family CA lives (20 years), or absurd: refused before writing.
+        let c = t.path().join("c");
+        let err = personalize(
+            &f,
+            "fam",
+            1,
+            &c,
+            "p256",
+            Some(365 * 21),
+            &RealDisk,
+            &NoProgress,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("would outlive family 'fam'"), "{err}");
+        assert!(personalize(&f, "fam", 1, &c, "p256", Some(0), &RealDisk, &NoProgress).is_err());
+        assert!(!c.exists());
+        // Set at init for every batch of the factory.
+        let g = t.path().join("g");
+        crate::init(&g, "fam", sesame_pki::KeyAlg::P256, Some(400))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            crate::settings(&FactoryDir(g))
+                .map(|s| s.device_validity_days)
+                .ok(),
+            Some(400)
+        );
     }
 }

@@ -31,6 +31,51 @@ pub use signed::SIGNATURE_FILE;
 /// Organization name written into every certificate the factory issues.
 pub const ORG: &str = "sesame";
 
+/// Default validity of a device certificate: 15 years (with its leap days). A device lives 10-15
+/// years in the field after up to a couple on the shelf; the family CA (20 years) outlives it.
+pub const DEFAULT_DEVICE_VALIDITY_DAYS: u32 = 15 * 365 + 4;
+
+/// Longest device validity accepted, in days (100 years).
+pub const MAX_DEVICE_VALIDITY_DAYS: u32 = 36_500;
+
+/// A factory's settings (`factory.json`), fixed by `factory init`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Validity of the device certificates `personalize` issues, in days.
+    pub device_validity_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            device_validity_days: DEFAULT_DEVICE_VALIDITY_DAYS,
+        }
+    }
+}
+
+/// Refuses a validity of 0 or over [`MAX_DEVICE_VALIDITY_DAYS`].
+pub fn check_validity_days(days: u32) -> Result<u32> {
+    if days == 0 || days > MAX_DEVICE_VALIDITY_DAYS {
+        return Err(Error::usage(format!(
+            "a device certificate's validity is 1 to {MAX_DEVICE_VALIDITY_DAYS} days, not {days}"
+        )));
+    }
+    Ok(days)
+}
+
+/// The settings of a factory (defaults for a factory made before they existed).
+pub fn settings(d: &FactoryDir) -> Result<Settings> {
+    match fs::read(d.settings()) {
+        Ok(b) => serde_json::from_slice(&b).ctx(Kind::Refused, || {
+            format!("{} is corrupt", d.settings().display())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+        Err(e) => Err(e).ctx(Kind::Io, || {
+            format!("cannot read {}", d.settings().display())
+        }),
+    }
+}
+
 /// Zone layout of a personalized chip: the one the device agent relies on.
 pub use sesame_agent::layout as zones;
 
@@ -83,6 +128,10 @@ impl FactoryDir {
     /// The firmware-signing key.
     pub fn firmware_key(&self) -> PathBuf {
         self.p("firmware.key.pem")
+    }
+    /// The factory's settings.
+    pub fn settings(&self) -> PathBuf {
+        self.p("factory.json")
     }
     /// A family's directory (`ca.pem`, `ca.key.pem`).
     pub fn family(&self, name: &str) -> PathBuf {
@@ -147,9 +196,20 @@ fn new_p256_pair(key: &Path, public: &Path) -> Result<()> {
     write_public(public, &pubpem)
 }
 
-/// `factory init`: refuses a non-empty directory.
-pub fn init(dir: &Path, family: &str, alg: KeyAlg) -> Result<()> {
+/// `factory init`: refuses a non-empty directory. `device_validity_days` defaults to
+/// [`DEFAULT_DEVICE_VALIDITY_DAYS`].
+pub fn init(
+    dir: &Path,
+    family: &str,
+    alg: KeyAlg,
+    device_validity_days: Option<u32>,
+) -> Result<()> {
     check_family_name(family)?;
+    let settings = Settings {
+        device_validity_days: check_validity_days(
+            device_validity_days.unwrap_or(DEFAULT_DEVICE_VALIDITY_DAYS),
+        )?,
+    };
     if dir.exists()
         && io(fs::read_dir(dir), || {
             format!("cannot list {}", dir.display())
@@ -173,6 +233,8 @@ pub fn init(dir: &Path, family: &str, alg: KeyAlg) -> Result<()> {
     new_p256_pair(&d.command_key(), &d.command_pub())?;
     new_p256_pair(&d.firmware_key(), &d.firmware_pub())?;
     new_p256_pair(&d.batch_key(), &d.batch_pub())?;
+    let json = serde_json::to_string_pretty(&settings).ctx(Kind::Io, || "factory.json".into())?;
+    write_public(&d.settings(), &format!("{json}\n"))?;
     family_new(dir, family, alg)
 }
 
