@@ -107,8 +107,22 @@ async fn device_count(s: &Arc<Service>) -> usize {
 
 #[tokio::test]
 async fn tampered_truncated_foreign_and_replayed_batches_are_refused_and_write_nothing() {
-    let db = sqlite();
-    let s = cloud(&db).await;
+    refusals(&sqlite()).await;
+}
+
+#[tokio::test]
+async fn batches_on_postgres() {
+    // A fresh database each: both use the same synthetic serials.
+    if let Some(db) = postgres().await {
+        refusals(&db).await;
+    }
+    if let Some(db) = postgres().await {
+        expiry(&db).await;
+    }
+}
+
+async fn refusals(db: &Db) {
+    let s = cloud(db).await;
     let pki = Pki::new(sesame_pki::KeyAlg::P256);
     pki.enroll(&s).await;
     let key = factory_key();
@@ -305,8 +319,11 @@ async fn a_signed_batch_of_100000_chips_imports_once() {
 /// Devices nearing the end of their certificates: the operator list and the metric.
 #[tokio::test]
 async fn devices_nearing_expiry_are_reported() {
-    let db = sqlite();
-    let s = cloud(&db).await;
+    expiry(&sqlite()).await;
+}
+
+async fn expiry(db: &Db) {
+    let s = cloud(db).await;
     let pki = Pki::new(sesame_pki::KeyAlg::P256);
     pki.enroll(&s).await;
     let key = factory_key();
