@@ -121,14 +121,22 @@ fn point(k: &p256::ecdsa::SigningKey) -> Vec<u8> {
 /// A device as the factory makes it, logged in.
 fn device(w: &World, serial: &str, uses: u32) -> Agent<BusDevice, StdDelay> {
     let mut config = ChipConfig::new([2, 9, 9, 9, 9, 9, 9, 9, serial.len() as u8]);
-    config.zones = vec![
-        ZoneSpec::read_only(1024),
-        ZoneSpec::read_only(128),
-        ZoneSpec::read_only(128),
-        ZoneSpec::counter(16, uses),
-        ZoneSpec::counter(16, layout::ROLLBACK_BASE),
-        ZoneSpec::plain(64),
-    ];
+    // The layout the factory personalizes (sizes and access conditions), from its one table.
+    config.zones = layout::ZONES
+        .iter()
+        .map(|z| ZoneSpec {
+            size: z.size,
+            counter: if z.index == layout::USAGE {
+                Some(uses)
+            } else {
+                z.counter
+            },
+            read_ac: z.read_ac,
+            update_ac: z.update_ac,
+            read_right: z.read_right,
+            update_right: z.update_right,
+        })
+        .collect();
     let mut fab = Fab::new(config, Box::new(MemStorage::new()), ChipOptions::default()).unwrap();
     let pk = fab.generate_key(0, CurveName::P256).unwrap();
     let cert = w

@@ -14,14 +14,22 @@ fn device(bus: &Bus) -> Agent<BusDevice, StdDelay> {
     let root = Authority::new_root("t", "root", KeyAlg::P256).unwrap();
     let family = root.new_family("t", "fam", KeyAlg::P256).unwrap();
     let mut config = ChipConfig::new([2, 9, 9, 9, 9, 9, 9, 9, 1]);
-    config.zones = vec![
-        ZoneSpec::read_only(1024),
-        ZoneSpec::read_only(128),
-        ZoneSpec::read_only(128),
-        ZoneSpec::counter(16, layout::USAGE_INITIAL),
-        ZoneSpec::counter(16, layout::ROLLBACK_BASE),
-        ZoneSpec::plain(64),
-    ];
+    // The layout the factory personalizes (sizes and access conditions), from its one table.
+    config.zones = layout::ZONES
+        .iter()
+        .map(|z| ZoneSpec {
+            size: z.size,
+            counter: if z.index == layout::USAGE {
+                Some(layout::USAGE_INITIAL)
+            } else {
+                z.counter
+            },
+            read_ac: z.read_ac,
+            update_ac: z.update_ac,
+            read_right: z.read_right,
+            update_right: z.update_right,
+        })
+        .collect();
     let mut fab = Fab::new(config, Box::new(MemStorage::new()), ChipOptions::default()).unwrap();
     let pk = fab.generate_key(0, CurveName::P256).unwrap();
     let cert = family

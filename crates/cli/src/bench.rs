@@ -44,7 +44,7 @@ pub fn factory(count: usize, base: Option<&std::path::Path>) -> Result<()> {
         None => tempfile::tempdir()?,
     };
     let fdir = dir.path().join("factory");
-    crate::factory::init(&fdir, "bench", KeyAlg::P256)?;
+    crate::factory::init(&fdir, "bench", KeyAlg::P256, None)?;
     let family = Authority::new_root("b", "b", KeyAlg::P256)?.new_family("b", "b", KeyAlg::P256)?;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let raw_n = count.min(5000);
@@ -71,7 +71,7 @@ pub fn factory(count: usize, base: Option<&std::path::Path>) -> Result<()> {
         count,
         &dir.path().join("batch"),
         "p256",
-        &crate::factory::RealDisk,
+        None,
         false,
     )?;
     let rate = r.made as f64 / r.seconds;

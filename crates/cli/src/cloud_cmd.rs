@@ -95,7 +95,27 @@ pub enum CloudCommand {
         #[command(flatten)]
         op: Operator,
         /// Serial to show.
+        #[arg(conflicts_with = "expiring_within")]
         serial: Option<String>,
+        /// Only devices of imported batches whose certificate ends within DAYS days, soonest
+        /// first.
+        #[arg(long, value_name = "DAYS")]
+        expiring_within: Option<u32>,
+    },
+    /// Import a factory batch: verify its signed manifest against the factory's batch key and
+    /// pre-register its devices (bound to their family before their first login).
+    ImportBatch {
+        #[command(flatten)]
+        op: Operator,
+        /// The batch's manifest.jsonl.
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// Its signature (default: the manifest's path with `.jws` appended).
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+        /// The factory's batch-signing public key you trust (its batch.pub.pem).
+        #[arg(long, value_name = "PUB.pem")]
+        factory_key: PathBuf,
     },
     /// Revoke a device (serial), a certificate and its key (fingerprint or file), or a family:
     /// give exactly one. Naming something the cloud does not know is an error.
@@ -562,7 +582,83 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
                 );
             })
         }
-        CloudCommand::Devices { op, serial } => {
+        CloudCommand::Devices {
+            op,
+            expiring_within: Some(days),
+            ..
+        } => {
+            let v = op.call("GET", &format!("/v1/admin/expiring?days={days}"), None)?;
+            op.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["devices"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| {
+                        let text = |k: &str| d[k].as_str().unwrap_or("-").to_string();
+                        vec![
+                            text("serial"),
+                            text("family"),
+                            crate::vocab::local_of(&d["not_after"]),
+                            text("batch"),
+                        ]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    crate::vocab::table(&["SERIAL", "FAMILY", "NOT_AFTER", "BATCH"], &rows)
+                );
+                outln!("{} device(s) expire within {days} days", v["total"]);
+            })
+        }
+        CloudCommand::ImportBatch {
+            op,
+            manifest,
+            signature,
+            factory_key,
+        } => {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let sig_path = signature.unwrap_or_else(|| {
+                let mut p = manifest.clone().into_os_string();
+                p.push(".jws");
+                PathBuf::from(p)
+            });
+            let body = serde_json::to_value(sesame_proto::admin::BatchImportRequest {
+                manifest: read(&manifest)?,
+                signature: read(&sig_path)?,
+                factory_key: read(&factory_key)?,
+            })?;
+            let base = crate::client::base_url(&op.url, "--url")?;
+            let http = op.trust.agent(std::time::Duration::from_secs(600))?;
+            let v = crate::client::call(
+                &http,
+                &base,
+                Some(&op.token),
+                "POST",
+                "/v1/admin/batches",
+                Some(body),
+            )?;
+            op.print(&v, |v| {
+                if v["already_imported"] == true {
+                    outln!(
+                        "batch {} was already imported: nothing changed",
+                        v["batch"].as_str().unwrap_or("-")
+                    );
+                } else {
+                    outln!(
+                        "batch {} imported: {} chips of family '{}', {} pre-registered ({} ms)",
+                        v["batch"].as_str().unwrap_or("-"),
+                        v["chips"],
+                        v["family"].as_str().unwrap_or("-"),
+                        v["registered"],
+                        v["ms"]
+                    );
+                }
+            })
+        }
+        CloudCommand::Devices { op, serial, .. } => {
             let v = match &serial {
                 Some(s) => op.call("GET", &format!("/v1/admin/devices/{s}"), None)?,
                 None => op.call("GET", "/v1/admin/devices", None)?,

@@ -16,7 +16,7 @@ use sesame_host::{NoDelay, Stsafe};
 use sesame_proto::admin::CertificateRequest;
 use sesame_proto::data::QueueRequest;
 
-use crate::factory::{self, FactoryDir, RealDisk};
+use crate::factory::{self, FactoryDir};
 
 type Device = Agent<BusDevice, NoDelay>;
 
@@ -121,8 +121,8 @@ pub fn run() -> Result<()> {
     outln!("\n1. factory: root CA, family CA, command and firmware keys; personalize three chips");
     report.step(
         "factory",
-        factory::init(&fdir, "home-devices", sesame_pki::KeyAlg::P256)
-            .and_then(|_| factory::personalize(&fdir, "home-devices", 3, &batch, "p256", &RealDisk, false))
+        factory::init(&fdir, "home-devices", sesame_pki::KeyAlg::P256, None)
+            .and_then(|_| factory::personalize(&fdir, "home-devices", 3, &batch, "p256", None, false))
             .map(|r| format!("3 chips, keys generated inside each, certificates by family 'home-devices' ({:.2} s)", r.seconds)),
     );
     let f = FactoryDir(fdir.clone());

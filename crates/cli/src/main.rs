@@ -16,7 +16,6 @@ mod cputime;
 mod demo;
 mod device_cmd;
 mod factory;
-mod factory_tls;
 mod files;
 mod firmware;
 mod fleet;
@@ -128,6 +127,10 @@ enum FactoryCommand {
         /// CA key algorithm.
         #[arg(long, value_enum, default_value = "p256")]
         curve: CurveArg,
+        /// Validity of the device certificates this factory issues, in days (default 5479:
+        /// 15 years; `personalize --validity-days` overrides it for one batch).
+        #[arg(long, value_name = "DAYS")]
+        device_validity_days: Option<u32>,
     },
     /// A TLS server certificate for the cloud, issued by the factory's root CA (clients then
     /// trust it with `--cacert DIR/root.pem`). Writes DIR/tls/NAME.pem and NAME.key.pem (0600).
@@ -161,6 +164,10 @@ enum FactoryCommand {
         /// Random and Read answer encrypted, Update takes encrypted data; host C-MAC required).
         #[arg(long, default_value = "p256")]
         profile: String,
+        /// Validity of this batch's device certificates, in days (default: the factory's, set
+        /// at `factory init`).
+        #[arg(long, value_name = "DAYS")]
+        validity_days: Option<u32>,
     },
 }
 
@@ -300,8 +307,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             outln!("{n} man pages in {}", out.display());
             Ok(())
         }
-        Command::Factory(FactoryCommand::Init { dir, family, curve }) => {
-            factory::init(&dir, &family, alg(curve))?;
+        Command::Factory(FactoryCommand::Init {
+            dir,
+            family,
+            curve,
+            device_validity_days,
+        }) => {
+            factory::init(&dir, &family, alg(curve), device_validity_days)?;
             outln!(
                 "factory created in {} (first family '{family}')",
                 dir.display()
@@ -309,7 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Factory(FactoryCommand::Tls { dir, names }) => {
-            let f = factory_tls::issue(&dir, &names)?;
+            let f = factory::tls(&dir, &names)?;
             outln!(
                 "TLS certificate {} and key {} (issued by {})",
                 f.cert.display(),
@@ -329,6 +341,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             count,
             out,
             profile,
+            validity_days,
         }) => {
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let r = factory::personalize(
@@ -337,7 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 count,
                 &out,
                 &profile,
-                &factory::RealDisk,
+                validity_days,
                 progress,
             )?;
             outln!(
@@ -351,6 +364,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     String::new()
                 },
                 out.join("manifest.jsonl").display()
+            );
+            outln!(
+                "signed manifest {} (verify with {})",
+                out.join(factory::SIGNATURE_FILE).display(),
+                dir.join("batch.pub.pem").display()
             );
             Ok(())
         }

@@ -202,7 +202,11 @@ pub fn make_device(pki: &Pki, command_point: Option<&[u8]>, url: &str) -> Result
         &serial_hex,
         &DeviceKey::from_sec1(&public.to_sec1())?,
         ORG,
-        None,
+        // The factory's default validity, as personalized devices get.
+        Some(
+            time::OffsetDateTime::now_utc()
+                + time::Duration::days(sesame_factory::DEFAULT_DEVICE_VALIDITY_DAYS.into()),
+        ),
     )?;
     fab.write_zone(zones::CERT, 0, &der)?;
     if let Some(k) = command_point {

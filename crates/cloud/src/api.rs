@@ -52,6 +52,7 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/v1/admin/audit", get(audit))
         .layer(DefaultBodyLimit::max(limit))
         .merge(crate::data::routes(&service))
+        .merge(crate::batch::routes(&service))
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
             request_timeout,
@@ -117,10 +118,14 @@ pub(crate) async fn healthz(State(s): S) -> (StatusCode, Json<Health>) {
     responses((status = 200, description = "OpenMetrics text exposition",
         content_type = "application/openmetrics-text", body = String)))]
 pub(crate) async fn metrics(State(s): S) -> impl IntoResponse {
-    (
-        [("content-type", crate::metrics::CONTENT_TYPE)],
-        s.metrics.render(),
-    )
+    // The expiry gauges come from the database; they go before the exposition's end marker.
+    let expiring = crate::batch::expiry_metrics(&s).await;
+    let body = s.metrics.render();
+    let body = match body.strip_suffix("# EOF\n") {
+        Some(head) => format!("{head}{expiring}# EOF\n"),
+        None => body + &expiring,
+    };
+    ([("content-type", crate::metrics::CONTENT_TYPE)], body)
 }
 
 /// This document.

@@ -11,6 +11,7 @@
 mod access;
 mod api;
 pub mod auth;
+mod batch;
 mod bench_seed;
 pub mod clock;
 mod config;
@@ -30,6 +31,7 @@ mod service_admin;
 mod service_data;
 mod sessions;
 mod store;
+mod store_batch;
 mod store_data;
 mod store_trust;
 pub mod trust;

@@ -22,6 +22,7 @@ use crate::data as d;
         d::telemetry, d::admin_telemetry, d::device_telemetry, d::queue_command,
         d::admin_commands, d::pending_commands, d::receipt, d::publish_firmware,
         d::latest_firmware, d::firmware_image, d::usage, d::admin_usage,
+        crate::batch::import, crate::batch::expiring,
     ),
     components(schemas(sesame_proto::ErrorBody)),
     modifiers(&Common),

@@ -67,6 +67,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
      CREATE INDEX sessions_serial ON sessions (serial, created);
      CREATE INDEX sessions_created ON sessions (created);",
     ),
+    (
+        5,
+        // Signed factory batches (see store_batch.rs): a batch id is imported once, a serial
+        // belongs to one batch.
+        "CREATE TABLE batches (id TEXT PRIMARY KEY, manifest_sha256 TEXT NOT NULL, owner TEXT NOT NULL, family TEXT NOT NULL, factory_key TEXT NOT NULL, count BIGINT NOT NULL, not_after BIGINT NOT NULL, created BIGINT NOT NULL);
+     CREATE TABLE batch_devices (serial TEXT PRIMARY KEY, batch TEXT NOT NULL, cert_sha256 TEXT NOT NULL, key_id TEXT NOT NULL, not_after BIGINT NOT NULL);
+     CREATE INDEX batch_devices_not_after ON batch_devices (not_after);",
+    ),
 ];
 
 /// Why the service could not do its part (always a 5xx; details go to the log, not the client).

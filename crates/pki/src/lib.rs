@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod batch_sig;
 mod issue;
 mod manifest;
 mod pemfile;

@@ -276,3 +276,75 @@ pub struct AuditLog {
     /// Events, oldest first.
     pub events: Vec<AuditEvent>,
 }
+
+/// `POST /v1/admin/batches`: a factory batch and the factory key the operator trusts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BatchImportRequest {
+    /// The JWS (compact, ES256) from `manifest.jsonl.jws`.
+    pub signature: String,
+    /// `manifest.jsonl`, exactly as the factory wrote it.
+    pub manifest: String,
+    /// The factory's batch-signing public key (SPKI PEM).
+    pub factory_key: String,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchImported {
+    /// The batch id.
+    pub batch: String,
+    /// Its family's name.
+    pub family: String,
+    /// Chips in the batch.
+    pub chips: u64,
+    /// Serials newly bound to the family.
+    pub registered: u64,
+    /// True when this batch was imported before (nothing changed).
+    pub already_imported: bool,
+    /// Milliseconds the import took.
+    pub ms: u64,
+}
+
+/// `GET /v1/admin/expiring`: chips of imported batches whose certificate ends within `days`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct ExpiringQuery {
+    /// Days from now (0 to 36500; 0: already ended).
+    pub days: i64,
+    /// Most rows listed (default 1000, at most 100000).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// A device certificate nearing its end.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExpiringDevice {
+    /// Serial.
+    pub serial: String,
+    /// The batch it came in.
+    pub batch: String,
+    /// Family name.
+    pub family: String,
+    /// Certificate notAfter (Unix seconds).
+    pub not_after: i64,
+}
+
+/// The devices nearing expiry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Expiring {
+    /// The window asked for.
+    pub days: i64,
+    /// Unix seconds the window ends.
+    pub before: i64,
+    /// How many there are in all.
+    pub total: i64,
+    /// The first of them, soonest first.
+    pub devices: Vec<ExpiringDevice>,
+}
