@@ -51,6 +51,10 @@ pub struct Config {
     /// The cloud's command-signing key (PKCS#8 PEM, P-256), made by `sesame factory init`:
     /// signs commands and the cloud's ECDH key. Without it, no commands and no encrypted telemetry.
     pub command_key: Option<String>,
+    /// The keys that wrap session telemetry keys at rest: a file of 32-byte keys in hex, one
+    /// per line, the first one current, the others still accepted (rotation). Independent of
+    /// the command key; without it, the wrapping key is derived from the command key.
+    pub session_keys: Option<String>,
     /// TLS certificate chain (PEM); TLS is on when both this and `tls_key` are set.
     pub tls_cert: Option<String>,
     /// TLS private key (PEM).
@@ -79,6 +83,7 @@ impl Default for Config {
             idle_timeout_secs: 60,
             max_connections: 0,
             command_key: None,
+            session_keys: None,
             tls_cert: None,
             tls_key: None,
         }
@@ -87,7 +92,7 @@ impl Default for Config {
 
 impl Config {
     /// Reads a TOML file (if given) and applies `SESAME_CLOUD_DB`, `_LISTEN`, `_ADMIN_TOKEN`,
-    /// `_IDENTITY`, `_TLS_CERT`, `_TLS_KEY`.
+    /// `_IDENTITY`, `_COMMAND_KEY`, `_SESSION_KEYS`, `_FIRMWARE_KEY`, `_TLS_CERT`, `_TLS_KEY`.
     pub fn load(path: Option<&std::path::Path>) -> Result<Self, String> {
         let mut c: Config = match path {
             Some(p) => {
@@ -112,6 +117,9 @@ impl Config {
         }
         if let Some(v) = env("COMMAND_KEY") {
             c.command_key = Some(v);
+        }
+        if let Some(v) = env("SESSION_KEYS") {
+            c.session_keys = Some(v);
         }
         if let Some(v) = env("FIRMWARE_KEY") {
             c.firmware_key = Some(v);

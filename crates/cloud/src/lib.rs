@@ -35,6 +35,7 @@ mod store_batch;
 mod store_data;
 mod store_trust;
 pub mod trust;
+mod wrap;
 
 pub use access::{Admin, DeviceSession};
 pub use api::app;

@@ -54,9 +54,9 @@ pub struct Service {
     pub(crate) command_key: Option<ring::signature::EcdsaKeyPair>,
     /// The firmware-signing public key (SEC1), which every published release must verify under.
     pub(crate) firmware_key: Option<Vec<u8>>,
-    /// Wraps session telemetry keys at rest (derived from the command key), so a copy of the
+    /// Wraps session telemetry keys at rest (the cloud's own rotatable keys), so a copy of the
     /// database alone does not decrypt telemetry.
-    session_wrap: Option<[u8; 32]>,
+    session_wrap: crate::wrap::Wrapping,
     /// Certificates already parsed and chained, by SHA-256 of their DER.
     pub(crate) accepted: Mutex<HashMap<[u8; 32], Arc<Accepted>>>,
     /// Writes the sessions of concurrent logins together (started on first use).
@@ -136,7 +136,7 @@ impl Service {
         random: Arc<dyn Random>,
     ) -> Result<Arc<Self>, StoreError> {
         let rng = SystemRandom::new();
-        let mut session_wrap = None;
+        let mut command_der = None;
         let command_key = match &config.command_key {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -144,24 +144,27 @@ impl Service {
                 let der = pem_der(&text).ok_or_else(|| {
                     StoreError::Config(format!("command key {path}: not a PEM private key"))
                 })?;
-                let hk = hkdf::Hkdf::<sha2::Sha256>::new(
-                    Some(b"sesame/cloud/session-key-wrap/v1"),
-                    &der,
-                );
-                let mut wrap = [0u8; 32];
-                let _ = hk.expand(b"aes-256-gcm", &mut wrap);
-                session_wrap = Some(wrap);
-                Some(
+                let key = Some(
                     ring::signature::EcdsaKeyPair::from_pkcs8(
                         &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                         &der,
                         &rng,
                     )
                     .map_err(|e| StoreError::Config(format!("command key {path}: {e}")))?,
-                )
+                );
+                command_der = Some(der);
+                key
             }
             None => None,
         };
+        let session_wrap =
+            crate::wrap::Wrapping::load(config.session_keys.as_deref(), command_der.as_deref())
+                .map_err(StoreError::Config)?;
+        if command_der.is_some() && config.session_keys.is_none() {
+            tracing::warn!(
+                "no session_keys: session telemetry keys are wrapped under a key derived from the command key, so rotating the command key loses them; set session_keys"
+            );
+        }
         let firmware_key = match &config.firmware_key {
             Some(path) => Some(firmware_public_key(path).map_err(StoreError::Config)?),
             None => None,
@@ -186,29 +189,16 @@ impl Service {
         }))
     }
 
-    /// A session's telemetry key as stored: `hex(nonce || AES-256-GCM(key))`, bound to the
-    /// session by its token hash.
+    /// A session's telemetry key as stored, bound to the session by its token hash (see
+    /// [`crate::wrap`]).
     pub(crate) fn wrap_session_key(&self, key: &[u8; 32], token_hash: &str) -> Option<String> {
-        let wrap = self.session_wrap.as_ref()?;
         let nonce: [u8; 12] = self.random(12).try_into().ok()?;
-        let ct = sesame_proto::messages::seal_payload(wrap, &nonce, token_hash.as_bytes(), key);
-        Some(hex::encode([&nonce[..], &ct].concat()))
+        self.session_wrap.wrap(key, &nonce, token_hash.as_bytes())
     }
 
-    /// The telemetry key of a session, if it has one.
+    /// The telemetry key of a session, if it has one and its wrapping key is still configured.
     pub(crate) fn unwrap_session_key(&self, stored: &str, token_hash: &str) -> Option<[u8; 32]> {
-        let wrap = self.session_wrap.as_ref()?;
-        let raw = hex::decode(stored).ok()?;
-        if raw.len() < 12 {
-            return None;
-        }
-        let key = sesame_proto::messages::open_payload(
-            wrap,
-            &raw[..12],
-            token_hash.as_bytes(),
-            &raw[12..],
-        )?;
-        key.try_into().ok()
+        self.session_wrap.unwrap(stored, token_hash.as_bytes())
     }
 
     /// Signs `message` with the command key: `R || S` over SHA-256(message).

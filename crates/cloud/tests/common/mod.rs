@@ -413,3 +413,30 @@ pub async fn session_status(s: &Arc<Service>, token: &str) -> StatusCode {
         .unwrap();
     raw(s, req).await.0
 }
+
+/// Logs in with the telemetry key exchange, as the agent does; returns the token and the key.
+pub async fn login_with_key(s: &Arc<Service>, dev: &mut Device) -> (String, [u8; 32]) {
+    let (st, c) = challenge(s, &dev.cert).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    let ch = B64.decode(c["challenge"].as_str().unwrap()).unwrap();
+    let sig = dev.answer(&c);
+    let eph = p256::SecretKey::random(&mut rand_core::OsRng);
+    let eph_pub = {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        eph.public_key().to_encoded_point(false).as_bytes().to_vec()
+    };
+    let pk = sesame_pki::device_identity(&dev.cert).unwrap().public_key;
+    let m = sesame_proto::messages::ecdh_device_message("cloud.test", &ch, &eph_pub);
+    let eph_sig = dev.sign_digest(&sesame_proto::messages::digest_for_key(&m, &pk).unwrap());
+    let body = json!({
+        "challenge_id": c["challenge_id"], "signature": B64.encode(sig),
+        "ecdh": { "public": hex::encode(&eph_pub), "signature": B64.encode(eph_sig) },
+    });
+    let (st, session) = call(s, "POST", "/v1/auth/response", Some(body), false).await;
+    assert_eq!(st, StatusCode::OK, "{session}");
+    let cloud = hex::decode(session["ecdh"]["public"].as_str().unwrap()).unwrap();
+    let cloud = p256::PublicKey::from_sec1_bytes(&cloud).unwrap();
+    let shared = p256::ecdh::diffie_hellman(eph.to_nonzero_scalar(), cloud.as_affine());
+    let key = sesame_proto::messages::telemetry_key(shared.raw_secret_bytes(), &ch, &dev.serial);
+    (session["token"].as_str().unwrap().to_string(), key)
+}
