@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod auth;
 pub mod data;
+pub mod mqtt;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,332 @@
+//! Telemetry over a real Mosquitto: devices connect with their chip-signed certificate and
+//! publish QoS 1; the cloud, subscribed with its own certificate, verifies and stores through
+//! the same service method as `POST /v1/telemetry`. With the attacks: another serial's topic
+//! (refused by the broker's ACL, and by the cloud when a broker lets it through), a stolen
+//! session token with the device's own signature, a duplicate, a revoked device.
+#![allow(clippy::unwrap_used)]
+
+mod broker;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use broker::Broker;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use sesame_agent::mqtt::MqttLink;
+use sesame_agent::{layout, mtls, Agent, StdDelay};
+use sesame_chip::{Bus, BusDevice, ChipConfig, ChipOptions, CurveName, Fab, MemStorage, ZoneSpec};
+use sesame_cloud::mqtt::{MqttClient, MqttStats};
+use sesame_host::signer::SharedStsafe;
+use sesame_host::Stsafe;
+use sesame_pki::{Authority, DeviceKey, KeyAlg};
+use sesame_proto::mqtt::telemetry_topic;
+
+const ADMIN: &str = "mqtt-test-admin-token";
+
+/// A cloud (HTTP for logins and the operator), its device CAs, and a broker it subscribes to.
+struct World {
+    url: String,
+    root: Authority,
+    family: Authority,
+    command: p256::ecdsa::SigningKey,
+    broker: Broker,
+    stats: Arc<MqttStats>,
+    _rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn admin(
+    w: &World,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let req = ureq::request(method, &format!("{}{path}", w.url))
+        .set("authorization", &format!("Bearer {ADMIN}"));
+    match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    }
+    .unwrap()
+    .into_json()
+    .unwrap()
+}
+
+/// Stored telemetry payloads of `serial`.
+fn stored(w: &World, serial: &str) -> Vec<String> {
+    admin(
+        w,
+        "GET",
+        &format!("/v1/admin/devices/{serial}/telemetry"),
+        None,
+    )["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Messages the cloud has finished with (stored, duplicate or refused).
+fn handled(s: &MqttStats) -> u64 {
+    s.stored.load(Ordering::Relaxed)
+        + s.duplicates.load(Ordering::Relaxed)
+        + s.refused.lock().unwrap().values().sum::<u64>()
+}
+
+/// Waits until the cloud has handled `n` messages in all (a readiness wait, not a deadline
+/// under test: it only bounds a hang).
+fn wait_handled(w: &World, n: u64) {
+    for _ in 0..1500 {
+        if handled(&w.stats) >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "the cloud handled {} of {n} messages; broker log:\n{}",
+        handled(&w.stats),
+        w.broker.log()
+    );
+}
+
+/// `None` when Mosquitto is missing outside CI (the test is skipped).
+fn world(acl: bool) -> Option<World> {
+    let root = Authority::new_root("t", "root", KeyAlg::P256).unwrap();
+    let family = root.new_family("t", "pumps", KeyAlg::P256).unwrap();
+    let broker = Broker::start(&[&root.der, &family.der], acl)?;
+    let dir = tempfile::tempdir().unwrap();
+    let command = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let key_path = dir.path().join("command.key.pem");
+    std::fs::write(
+        &key_path,
+        command.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let cfg = sesame_cloud::Config {
+        db: format!("sqlite://{}", dir.path().join("c.db").display()),
+        admin_token: ADMIN.into(),
+        command_key: Some(key_path.display().to_string()),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mqtt = MqttClient::new(&broker.cloud).unwrap();
+    let stats = mqtt.stats.clone();
+    let url = rt.block_on(async {
+        let service = sesame_cloud::build(cfg).await.unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(mqtt.run(service.clone(), std::future::pending()));
+        tokio::spawn(sesame_cloud::serve(service, l, std::future::pending()));
+        url
+    });
+    let w = World {
+        url,
+        root,
+        family,
+        command,
+        broker,
+        stats,
+        _rt: rt,
+        _dir: dir,
+    };
+    admin(
+        &w,
+        "POST",
+        "/v1/admin/roots",
+        Some(serde_json::json!({ "certificate": B64.encode(&w.root.der) })),
+    );
+    let code = admin(&w, "POST", "/v1/admin/families/code", None)["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    use p256::ecdsa::signature::Signer;
+    let k = p256::ecdsa::SigningKey::from_pkcs8_pem(&w.family.key_pem()).unwrap();
+    let s: p256::ecdsa::Signature = k.sign(code.as_bytes());
+    admin(
+        &w,
+        "POST",
+        "/v1/admin/families",
+        Some(
+            serde_json::json!({ "certificate": B64.encode(&w.family.der), "code": code, "signature": B64.encode(s.to_der().as_bytes()) }),
+        ),
+    );
+    // The cloud is subscribed before any device publishes.
+    for _ in 0..1500 {
+        if w.stats.connections.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        w.stats.connections.load(Ordering::Relaxed) > 0,
+        "the cloud did not connect to the broker:\n{}",
+        w.broker.log()
+    );
+    Some(w)
+}
+
+/// A device as the factory makes it, logged in over HTTP, and connected to the broker with its
+/// chip signing the TLS handshake.
+struct Device {
+    agent: Agent<BusDevice, StdDelay>,
+    link: MqttLink,
+}
+
+fn device(w: &World, serial: &str) -> Device {
+    let mut config = ChipConfig::new([2, 7, 7, 7, 7, 7, 7, 7, serial.len() as u8]);
+    config.zones = vec![
+        ZoneSpec::read_only(1024),
+        ZoneSpec::read_only(128),
+        ZoneSpec::read_only(128),
+        ZoneSpec::counter(16, 10),
+        ZoneSpec::counter(16, layout::ROLLBACK_BASE),
+        ZoneSpec::plain(64),
+    ];
+    let mut fab = Fab::new(config, Box::new(MemStorage::new()), ChipOptions::default()).unwrap();
+    let pk = fab.generate_key(0, CurveName::P256).unwrap();
+    let cert = w
+        .family
+        .issue_device(
+            serial,
+            &DeviceKey::from_sec1(&pk.to_sec1()).unwrap(),
+            "t",
+            None,
+        )
+        .unwrap();
+    fab.write_zone(layout::CERT, 0, &cert).unwrap();
+    let command = w.command.verifying_key().to_encoded_point(false);
+    fab.write_zone(layout::COMMAND_KEY, 0, command.as_bytes())
+        .unwrap();
+    let bus = Bus::new();
+    bus.attach(fab.finish().unwrap()).unwrap();
+    let mut agent = Agent::new(Stsafe::new(bus.device(), StdDelay, 0x20), &w.url).unwrap();
+    agent.login().unwrap();
+    let link = connect(w, &bus, serial);
+    Device { agent, link }
+}
+
+/// An MQTT connection whose TLS client key is the chip on `bus`.
+fn connect(w: &World, bus: &Bus, client_id: &str) -> MqttLink {
+    let mut se = Stsafe::new(bus.device(), StdDelay, 0x20);
+    se.init().unwrap();
+    let chip = SharedStsafe::new(se);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(w.broker.server_ca.clone().into()).unwrap();
+    let tls = mtls::client_config(&chip, &[], roots).unwrap();
+    MqttLink::connect(&w.broker.url, client_id, tls)
+        .unwrap_or_else(|e| panic!("{e}; broker log:\n{}", w.broker.log()))
+}
+
+#[test]
+fn telemetry_over_the_broker_is_stored_once() {
+    let Some(w) = world(true) else { return };
+    let mut d = device(&w, "02CC0001");
+    for reading in ["temp=20.1", "temp=20.2", "temp=20.3"] {
+        d.agent
+            .publish_telemetry(&mut d.link, reading.as_bytes())
+            .unwrap();
+    }
+    wait_handled(&w, 3);
+    assert_eq!(w.stats.stored.load(Ordering::Relaxed), 3);
+    assert_eq!(
+        stored(&w, "02CC0001"),
+        ["temp=20.1", "temp=20.2", "temp=20.3"]
+    );
+    // The same message twice (a redelivery, or a device resending what it thinks was lost):
+    // stored once, and the copy acknowledged as a duplicate.
+    let p = d.agent.telemetry_publish(b"temp=20.4").unwrap();
+    let bytes = serde_json::to_vec(&p).unwrap();
+    let topic = telemetry_topic("02CC0001");
+    d.link.publish(&topic, bytes.clone()).unwrap();
+    d.link.publish(&topic, bytes).unwrap();
+    wait_handled(&w, 5);
+    assert_eq!(w.stats.stored.load(Ordering::Relaxed), 4);
+    assert_eq!(w.stats.duplicates.load(Ordering::Relaxed), 1);
+    assert_eq!(stored(&w, "02CC0001").len(), 4);
+}
+
+#[test]
+fn the_broker_keeps_a_device_to_its_own_topics() {
+    let Some(w) = world(true) else { return };
+    let mut a = device(&w, "02CC0011");
+    let _b = device(&w, "02CC0012");
+    // Under B's topic: the broker drops it (MQTT 3.1.1 still acknowledges the publish).
+    let spoof = serde_json::to_vec(&a.agent.telemetry_publish(b"spoof").unwrap()).unwrap();
+    a.link.publish(&telemetry_topic("02CC0012"), spoof).unwrap();
+    // Then under its own: the cloud gets this one, and only this one.
+    a.agent.publish_telemetry(&mut a.link, b"own").unwrap();
+    wait_handled(&w, 1);
+    // The broker handles one client's publishes in order: had the first been delivered, the
+    // cloud would have handled it before the second.
+    assert_eq!(handled(&w.stats), 1);
+    assert_eq!(w.stats.refused("topic_mismatch"), 0);
+    assert_eq!(stored(&w, "02CC0011"), ["own"]);
+    assert!(stored(&w, "02CC0012").is_empty());
+    assert!(
+        w.broker.log().contains("Denied PUBLISH from 02CC0011"),
+        "{}",
+        w.broker.log()
+    );
+}
+
+#[test]
+fn a_broker_that_lets_a_spoof_through_still_gets_it_refused() {
+    // No ACL: the broker lets any authenticated client use any topic.
+    let Some(w) = world(false) else { return };
+    let mut a = device(&w, "02CC0021");
+    let b = device(&w, "02CC0022");
+    // A's own session on B's topic: the topic's serial is not the session's.
+    let spoof = serde_json::to_vec(&a.agent.telemetry_publish(b"spoof").unwrap()).unwrap();
+    a.link.publish(&telemetry_topic("02CC0022"), spoof).unwrap();
+    wait_handled(&w, 1);
+    assert_eq!(w.stats.refused("topic_mismatch"), 1);
+    // B's session token (stolen) with a message A's chip signed: the signature check refuses.
+    let mut stolen = a.agent.telemetry_publish(b"spoof").unwrap();
+    stolen.session = b.agent.session().unwrap().token.clone();
+    let stolen = serde_json::to_vec(&stolen).unwrap();
+    a.link
+        .publish(&telemetry_topic("02CC0022"), stolen)
+        .unwrap();
+    wait_handled(&w, 2);
+    assert_eq!(w.stats.refused("bad_signature"), 1);
+    // Not even well-formed, or no session at all: refused, and the adapter carries on.
+    a.link
+        .publish(&telemetry_topic("02CC0021"), b"{\"session\":".to_vec())
+        .unwrap();
+    let mut nobody = a.agent.telemetry_publish(b"x").unwrap();
+    nobody.session = "not-a-session".into();
+    a.link
+        .publish(
+            &telemetry_topic("02CC0021"),
+            serde_json::to_vec(&nobody).unwrap(),
+        )
+        .unwrap();
+    wait_handled(&w, 4);
+    assert_eq!(w.stats.refused("malformed_request"), 1);
+    assert_eq!(w.stats.refused("unauthorized"), 1);
+    assert_eq!(w.stats.stored.load(Ordering::Relaxed), 0);
+    assert!(stored(&w, "02CC0021").is_empty());
+    assert!(stored(&w, "02CC0022").is_empty());
+}
+
+#[test]
+fn a_revoked_device_is_refused_by_the_cloud() {
+    let Some(w) = world(true) else { return };
+    let mut d = device(&w, "02CC0031");
+    d.agent.publish_telemetry(&mut d.link, b"before").unwrap();
+    wait_handled(&w, 1);
+    admin(
+        &w,
+        "POST",
+        "/v1/admin/revoke",
+        Some(serde_json::json!({ "serial": "02CC0031" })),
+    );
+    d.agent.publish_telemetry(&mut d.link, b"after").unwrap();
+    wait_handled(&w, 2);
+    assert_eq!(w.stats.refused("revoked"), 1);
+    assert_eq!(stored(&w, "02CC0031"), ["before"]);
+}
