@@ -36,6 +36,8 @@ pub enum CloudCommand {
         /// TLS private key, PEM (overrides the file; goes with --tls-cert).
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        mqtt: crate::mqtt_cmd::MqttArgs,
     },
     /// What the cloud publishes to anyone (no token): its identity, version, and the
     /// fingerprints of its command and firmware keys (SHA-256 of the SPKI DER), e.g. the
@@ -253,6 +255,7 @@ pub struct ServeArgs {
     command_key: Option<PathBuf>,
     firmware_key: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
+    mqtt: crate::mqtt_cmd::MqttArgs,
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
@@ -311,6 +314,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         _ => None,
     };
     crate::serve_check::database(&cfg.db)?;
+    let mqtt = a.mqtt.client(&cfg.identity)?;
     let (command_path, firmware_path) = (cfg.command_key.clone(), cfg.firmware_key.clone());
     let db_name = redact(&cfg.db);
     let rt = tokio::runtime::Runtime::new()?;
@@ -351,12 +355,18 @@ fn serve(a: ServeArgs) -> Result<()> {
             (Some(k), Some(h)) => format!("firmware key sha256 {h} ({k}): releases verified"),
             _ => "no firmware key: no releases (--firmware-key FILE)".into(),
         };
+        let broker = mqtt.as_ref().map_or_else(String::new, |(u, _)| format!("; telemetry also from MQTT {u}"));
         eprintln!(
-            "sesame cloud on {scheme}://{addr} (TLS {on}; database {db_name}; {command}; {firmware})"
+            "sesame cloud on {scheme}://{addr} (TLS {on}; database {db_name}; {command}; {firmware}{broker})"
         );
+        let mqtt = mqtt.map(|(_, m)| tokio::spawn(m.run(service.clone(), stop_signal())));
         match tls {
             Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop_signal()).await?,
             None => sesame_cloud::serve(service, l, stop_signal()).await?,
+        }
+        if let Some(m) = mqtt {
+            // Stopped by the same signal; it leaves the broker cleanly.
+            let _ = m.await;
         }
         Ok(())
     })
@@ -439,6 +449,7 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             firmware_key,
             tls_cert,
             tls_key,
+            mqtt,
         } => serve(ServeArgs {
             config,
             db,
@@ -446,6 +457,7 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             command_key,
             firmware_key,
             tls: tls_cert.zip(tls_key),
+            mqtt,
         }),
         CloudCommand::Info { url, trust, json } => info(&url, &trust, json),
         CloudCommand::TrustRoot { op, root } => {

@@ -20,6 +20,7 @@ mod factory_tls;
 mod files;
 mod firmware;
 mod fleet;
+mod mqtt_cmd;
 mod serve_check;
 mod sim;
 mod vocab;
