@@ -137,6 +137,14 @@ pub enum CloudCommand {
         #[arg(long, value_parser = crate::vocab::parse_since)]
         since: Option<i64>,
     },
+    /// A device's accepted telemetry, decrypted (its newest 10,000 messages).
+    Telemetry {
+        #[command(flatten)]
+        op: Operator,
+        /// The device serial.
+        #[arg(long)]
+        serial: String,
+    },
 }
 
 /// `cloud roots` actions.
@@ -674,6 +682,35 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
                 outln!(
                     "{}",
                     crate::vocab::table(&["TIME", "EVENT", "SERIAL", "REASON"], &rows)
+                );
+            })
+        }
+        CloudCommand::Telemetry { op, serial } => {
+            if serial.is_empty() || !serial.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(crate::out::usage("--serial: letters and digits only"));
+            }
+            let v = op.call(
+                "GET",
+                &format!("/v1/admin/devices/{serial}/telemetry"),
+                None,
+            )?;
+            op.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["messages"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m["seq"].to_string(),
+                            crate::vocab::local_of(&m["time"]),
+                            m["payload"].as_str().unwrap_or("-").to_string(),
+                        ]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    crate::vocab::table(&["SEQ", "DEVICE TIME", "PAYLOAD"], &rows)
                 );
             })
         }

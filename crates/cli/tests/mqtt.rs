@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{operator, text, Server, TOKEN};
+use common::{operator, text, Server};
 use serde_json::Value;
 
 fn certs(path: &Path) -> Vec<Vec<u8>> {
@@ -132,15 +132,20 @@ fn a_factory_chip_publishes_telemetry_through_the_broker() {
     // Acknowledged by the broker; stored by the cloud once it has taken them.
     let mut payloads = Vec::new();
     for _ in 0..1500 {
-        let v: Value = ureq::get(&format!(
-            "{}/v1/admin/devices/{serial}/telemetry",
-            cloud.url
-        ))
-        .set("authorization", &format!("Bearer {TOKEN}"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+        let o = operator(
+            &[
+                "cloud",
+                "telemetry",
+                "--serial",
+                &serial,
+                "--url",
+                &cloud.url,
+                "--json",
+            ],
+            d,
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         payloads = v["messages"]
             .as_array()
             .unwrap()
