@@ -33,8 +33,10 @@ struct World {
     family: Authority,
     command: p256::ecdsa::SigningKey,
     broker: Broker,
+    service: Arc<sesame_cloud::Service>,
     stats: Arc<MqttStats>,
-    _rt: tokio::runtime::Runtime,
+    mqtt: tokio::task::JoinHandle<()>,
+    rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
 
@@ -113,26 +115,30 @@ fn world(acl: bool) -> Option<World> {
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mqtt = MqttClient::new(&broker.cloud).unwrap();
-    let stats = mqtt.stats.clone();
-    let url = rt.block_on(async {
+    let (url, service) = rt.block_on(async {
         let service = sesame_cloud::build(cfg).await.unwrap();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
-        tokio::spawn(mqtt.run(service.clone(), std::future::pending()));
-        tokio::spawn(sesame_cloud::serve(service, l, std::future::pending()));
-        url
+        tokio::spawn(sesame_cloud::serve(
+            service.clone(),
+            l,
+            std::future::pending(),
+        ));
+        (url, service)
     });
-    let w = World {
+    let mut w = World {
         url,
         root,
         family,
         command,
         broker,
-        stats,
-        _rt: rt,
+        service,
+        stats: Arc::default(),
+        mqtt: rt.spawn(async {}),
+        rt,
         _dir: dir,
     };
+    start_mqtt(&mut w);
     admin(
         &w,
         "POST",
@@ -154,19 +160,30 @@ fn world(acl: bool) -> Option<World> {
             serde_json::json!({ "certificate": B64.encode(&w.family.der), "code": code, "signature": B64.encode(s.to_der().as_bytes()) }),
         ),
     );
-    // The cloud is subscribed before any device publishes.
+    Some(w)
+}
+
+/// Starts the cloud's MQTT adapter (again), with fresh counters, and waits until it is
+/// subscribed, so that no device publishes before.
+fn start_mqtt(w: &mut World) {
+    let mqtt = MqttClient::new(&w.broker.cloud).unwrap();
+    w.stats = mqtt.stats.clone();
+    w.mqtt =
+        w.rt.spawn(mqtt.run(w.service.clone(), std::future::pending()));
+    wait_subscribed(w, 1);
+}
+
+fn wait_subscribed(w: &World, n: u64) {
     for _ in 0..1500 {
-        if w.stats.connections.load(Ordering::Relaxed) > 0 {
-            break;
+        if w.stats.subscribed.load(Ordering::Relaxed) >= n {
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        w.stats.connections.load(Ordering::Relaxed) > 0,
-        "the cloud did not connect to the broker:\n{}",
+    panic!(
+        "the cloud did not subscribe ({n}) at the broker:\n{}",
         w.broker.log()
     );
-    Some(w)
 }
 
 /// A device as the factory makes it, logged in over HTTP, and connected to the broker with its
@@ -174,6 +191,7 @@ fn world(acl: bool) -> Option<World> {
 struct Device {
     agent: Agent<BusDevice, StdDelay>,
     link: MqttLink,
+    bus: Bus,
 }
 
 fn device(w: &World, serial: &str) -> Device {
@@ -206,7 +224,7 @@ fn device(w: &World, serial: &str) -> Device {
     let mut agent = Agent::new(Stsafe::new(bus.device(), StdDelay, 0x20), &w.url).unwrap();
     agent.login().unwrap();
     let link = connect(w, &bus, serial);
-    Device { agent, link }
+    Device { agent, link, bus }
 }
 
 /// An MQTT connection whose TLS client key is the chip on `bus`.
@@ -329,4 +347,59 @@ fn a_revoked_device_is_refused_by_the_cloud() {
     wait_handled(&w, 2);
     assert_eq!(w.stats.refused("revoked"), 1);
     assert_eq!(stored(&w, "02CC0031"), ["before"]);
+}
+
+#[test]
+fn the_cloud_subscribes_again_after_a_broker_restart() {
+    let Some(mut w) = world(true) else { return };
+    let mut d = device(&w, "02CC0041");
+    d.agent.publish_telemetry(&mut d.link, b"before").unwrap();
+    wait_handled(&w, 1);
+    // Killed: the broker forgets the cloud's session and subscription.
+    w.broker.restart();
+    wait_subscribed(&w, 2);
+    assert_eq!(w.stats.connections.load(Ordering::Relaxed), 2);
+    // The device's connection died with the broker: it connects again and goes on.
+    assert!(d.agent.publish_telemetry(&mut d.link, b"lost").is_err());
+    d.link = connect(&w, &d.bus, "02CC0041");
+    d.agent.publish_telemetry(&mut d.link, b"after").unwrap();
+    wait_handled(&w, 2);
+    assert_eq!(stored(&w, "02CC0041"), ["before", "after"]);
+}
+
+#[test]
+fn nothing_the_broker_acknowledged_is_lost_while_the_cloud_is_down() {
+    let Some(mut w) = world(true) else { return };
+    let mut d = device(&w, "02CC0051");
+    let mut acknowledged = Vec::new();
+    acknowledged.push(d.agent.publish_telemetry(&mut d.link, b"m0").unwrap());
+    // The cloud's MQTT side dies at whatever point it has reached with m0: before taking it,
+    // after storing it but before acknowledging it, or after.
+    w.mqtt.abort();
+    for m in ["m1", "m2", "m3"] {
+        acknowledged.push(
+            d.agent
+                .publish_telemetry(&mut d.link, m.as_bytes())
+                .unwrap(),
+        );
+    }
+    // Back with the same client id: the broker kept its session and delivers what it has not
+    // acknowledged; a message stored but not acknowledged comes again and is stored once.
+    start_mqtt(&mut w);
+    let rows = || {
+        admin(&w, "GET", "/v1/admin/devices/02CC0051/telemetry", None)["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..1500 {
+        if rows().len() >= acknowledged.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rows(), acknowledged, "{}", w.broker.log());
+    assert!(w.stats.stored.load(Ordering::Relaxed) >= 3);
 }

@@ -111,6 +111,8 @@ pub struct MqttStats {
     pub refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Connections to the broker (1 + reconnects).
     pub connections: AtomicU64,
+    /// Times the broker granted the telemetry subscription (once per connection).
+    pub subscribed: AtomicU64,
 }
 
 impl MqttStats {
@@ -208,6 +210,15 @@ impl MqttClient {
                         .await
                     {
                         tracing::warn!(error = %e, "MQTT subscribe failed");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(a))) => {
+                    if a.return_codes.iter().all(|c| {
+                        matches!(c, rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce))
+                    }) {
+                        stats.subscribed.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        tracing::error!(codes = ?a.return_codes, "the broker refused the telemetry subscription");
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {

@@ -26,6 +26,8 @@ topic read sesame/v1/devices/+/telemetry
 /// A running broker; killed when dropped.
 pub struct Broker {
     child: Child,
+    port: u16,
+    conf: PathBuf,
     /// `mqtts://localhost:PORT`.
     pub url: String,
     /// The CA of the broker's server certificate (DER): clients trust it.
@@ -72,6 +74,17 @@ fn issue(
     p.extended_key_usages = vec![usage];
     let cert = p.signed_by(&key, ca, ca_key).unwrap();
     (cert.pem(), key.serialize_pem())
+}
+
+fn spawn(bin: &Path, conf: &Path) -> Child {
+    Command::new(bin)
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 impl Broker {
@@ -140,16 +153,11 @@ impl Broker {
             conf.push_str("user root\n");
         }
         let conf_path = write("mosquitto.conf", &conf);
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = spawn(&bin, &conf_path);
         let mut broker = Broker {
             child,
+            port,
+            conf: conf_path,
             url: format!("mqtts://localhost:{port}"),
             server_ca: ca.der().to_vec(),
             cloud: sesame_cloud::mqtt::MqttConfig {
@@ -161,11 +169,21 @@ impl Broker {
             },
             dir,
         };
-        broker.wait_listening(port);
+        broker.wait_listening();
         Some(broker)
     }
 
-    fn wait_listening(&mut self, port: u16) {
+    /// Kills the broker (SIGKILL: it loses every session, nothing is persisted) and starts it
+    /// again on the same port.
+    pub fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = spawn(&binary().unwrap(), &self.conf);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&mut self) {
+        let port = self.port;
         for _ in 0..400 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("mosquitto exited ({status}):\n{}", self.log());
