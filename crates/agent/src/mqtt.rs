@@ -24,6 +24,8 @@ const ANSWER: Duration = Duration::from_secs(15);
 pub struct MqttLink {
     client: Client,
     connection: Connection,
+    /// Messages received on subscriptions, oldest first, not yet taken.
+    inbox: std::collections::VecDeque<(String, Vec<u8>)>,
 }
 
 impl core::fmt::Debug for MqttLink {
@@ -53,7 +55,11 @@ impl MqttLink {
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(true);
         let (client, connection) = Client::new(options, 16);
-        let mut link = Self { client, connection };
+        let mut link = Self {
+            client,
+            connection,
+            inbox: Default::default(),
+        };
         link.until(|e| matches!(e, Event::Incoming(Packet::ConnAck(_))))?;
         Ok(link)
     }
@@ -64,8 +70,14 @@ impl MqttLink {
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.connection.recv_timeout(left) {
-                Ok(Ok(e)) if done(&e) => return Ok(()),
-                Ok(Ok(_)) => {}
+                Ok(Ok(e)) => {
+                    if let Event::Incoming(Packet::Publish(p)) = &e {
+                        self.inbox.push_back((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    if done(&e) {
+                        return Ok(());
+                    }
+                }
                 Ok(Err(e)) => return Err(transport(e)),
                 Err(_) => return Err(transport("the broker did not answer in time")),
             }
@@ -88,6 +100,35 @@ impl MqttLink {
             Event::Incoming(Packet::PubAck(a)) => Some(a.pkid) == pkid,
             _ => false,
         })
+    }
+
+    /// The next message received on a subscription (topic, payload), waiting for one.
+    pub fn next_message(&mut self) -> Result<(String, Vec<u8>), AgentError> {
+        if self.inbox.is_empty() {
+            self.until(|e| matches!(e, Event::Incoming(Packet::Publish(_))))?;
+        }
+        self.inbox
+            .pop_front()
+            .ok_or_else(|| transport("no message"))
+    }
+
+    /// Subscribes to `filter` with QoS 1; `Ok(false)` if the broker refuses it (e.g. its ACL).
+    pub fn subscribe(&mut self, filter: &str) -> Result<bool, AgentError> {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .map_err(transport)?;
+        let mut granted = false;
+        self.until(|e| match e {
+            Event::Incoming(Packet::SubAck(a)) => {
+                granted = a
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)));
+                true
+            }
+            _ => false,
+        })?;
+        Ok(granted)
     }
 
     /// Says goodbye to the broker.

@@ -271,7 +271,7 @@ fn telemetry_over_the_broker_is_stored_once() {
 fn the_broker_keeps_a_device_to_its_own_topics() {
     let Some(w) = world(true) else { return };
     let mut a = device(&w, "02CC0011");
-    let _b = device(&w, "02CC0012");
+    let mut b = device(&w, "02CC0012");
     // Under B's topic: the broker drops it (MQTT 3.1.1 still acknowledges the publish).
     let spoof = serde_json::to_vec(&a.agent.telemetry_publish(b"spoof").unwrap()).unwrap();
     a.link.publish(&telemetry_topic("02CC0012"), spoof).unwrap();
@@ -289,6 +289,23 @@ fn the_broker_keeps_a_device_to_its_own_topics() {
         "{}",
         w.broker.log()
     );
+    // Nor does it receive another device's messages. Mosquitto grants the subscription
+    // (MQTT 3.1.1) and checks the ACL at each delivery: B's telemetry goes to the cloud only.
+    a.link
+        .subscribe("sesame/v1/devices/02CC0012/telemetry")
+        .unwrap();
+    a.link.subscribe("sesame/v1/devices/+/telemetry").unwrap();
+    assert!(a.link.subscribe("sesame/v1/devices/02CC0011/echo").unwrap());
+    b.agent.publish_telemetry(&mut b.link, b"b's").unwrap();
+    wait_handled(&w, 2);
+    assert_eq!(stored(&w, "02CC0012"), ["b's"]);
+    // The broker has sent A everything it would before this: had B's message been for A, it
+    // would come first.
+    a.link
+        .publish("sesame/v1/devices/02CC0011/echo", b"echo".to_vec())
+        .unwrap();
+    let (topic, _) = a.link.next_message().unwrap();
+    assert_eq!(topic, "sesame/v1/devices/02CC0011/echo");
 }
 
 #[test]
