@@ -420,3 +420,118 @@ fn nothing_the_broker_acknowledged_is_lost_while_the_cloud_is_down() {
     assert_eq!(rows(), acknowledged, "{}", w.broker.log());
     assert!(w.stats.stored.load(Ordering::Relaxed) >= 3);
 }
+
+#[test]
+fn many_messages_in_flight_are_all_stored() {
+    // More than the cloud's request queue holds (64): the acknowledgements must keep flowing
+    // while messages keep coming.
+    const DEVICES: usize = 4;
+    const MESSAGES: usize = 100;
+    let Some(w) = world(true) else { return };
+    let mut devices: Vec<Device> = (0..DEVICES)
+        .map(|i| device(&w, &format!("02CC01{i:02}")))
+        .collect();
+    let made: Vec<Vec<Vec<u8>>> = devices
+        .iter_mut()
+        .map(|d| {
+            (0..MESSAGES)
+                .map(|i| {
+                    let p = d.agent.telemetry_publish(format!("n={i}").as_bytes());
+                    serde_json::to_vec(&p.unwrap()).unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (d, payloads) in devices.iter_mut().zip(made) {
+            s.spawn(move || {
+                let topic = telemetry_topic(d.agent.serial());
+                for p in payloads {
+                    d.link.publish(&topic, p).unwrap();
+                }
+            });
+        }
+    });
+    wait_handled(&w, (DEVICES * MESSAGES) as u64);
+    assert_eq!(
+        w.stats.stored.load(Ordering::Relaxed),
+        (DEVICES * MESSAGES) as u64
+    );
+    for i in 0..DEVICES {
+        let rows = stored(&w, &format!("02CC01{i:02}"));
+        let expected: Vec<String> = (0..MESSAGES).map(|n| format!("n={n}")).collect();
+        assert_eq!(rows, expected);
+    }
+}
+
+/// Messages/s through broker → cloud → database against the same messages posted over HTTP, in
+/// one run. The messages are made (encrypted, chip-signed) before the clock starts, so what is
+/// measured is transport and ingestion. Goal: MQTT at least half the HTTP rate.
+/// `cargo test --release -p sesame-agent --test mqtt -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark"]
+fn benchmark_mqtt_against_http() {
+    const DEVICES: usize = 4;
+    const MESSAGES: usize = 250;
+    const GOAL: f64 = 0.5;
+    let Some(w) = world(true) else { return };
+    let mut devices: Vec<Device> = (0..DEVICES)
+        .map(|i| device(&w, &format!("02DD{i:04}")))
+        .collect();
+    // Sequence numbers only go up: the HTTP batch first, then the MQTT batch.
+    let made: Vec<_> = devices
+        .iter_mut()
+        .map(|d| {
+            let http: Vec<_> = (0..MESSAGES)
+                .map(|i| d.agent.telemetry_body(format!("h{i}").as_bytes()).unwrap())
+                .collect();
+            let mqtt: Vec<_> = (0..MESSAGES)
+                .map(|i| {
+                    serde_json::to_vec(
+                        &d.agent
+                            .telemetry_publish(format!("m{i}").as_bytes())
+                            .unwrap(),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            (http, mqtt)
+        })
+        .collect();
+    let total = (DEVICES * MESSAGES) as f64;
+    let (mut http, mut mqtt): (Vec<_>, Vec<_>) = made.into_iter().unzip();
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for (d, bodies) in devices.iter_mut().zip(http.drain(..)) {
+            s.spawn(move || {
+                for b in &bodies {
+                    d.agent.post_telemetry(b).unwrap();
+                }
+            });
+        }
+    });
+    let http_rate = total / start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for (d, payloads) in devices.iter_mut().zip(mqtt.drain(..)) {
+            s.spawn(move || {
+                let topic = telemetry_topic(d.agent.serial());
+                for p in payloads {
+                    d.link.publish(&topic, p).unwrap();
+                }
+            });
+        }
+    });
+    wait_handled(&w, (DEVICES * MESSAGES) as u64);
+    let mqtt_rate = total / start.elapsed().as_secs_f64();
+    assert_eq!(
+        w.stats.stored.load(Ordering::Relaxed),
+        (DEVICES * MESSAGES) as u64
+    );
+    let ratio = mqtt_rate / http_rate;
+    println!(
+        "telemetry, {DEVICES} devices x {MESSAGES} messages: HTTP {http_rate:.0} msg/s, MQTT (broker -> cloud -> database) {mqtt_rate:.0} msg/s, ratio {ratio:.2} (goal >= {GOAL}): {}",
+        if ratio >= GOAL { "PASS" } else { "FAIL" }
+    );
+    assert!(ratio >= GOAL, "MQTT at {ratio:.2} of the HTTP rate");
+}

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sesame_proto::data::{TelemetryAccepted, TelemetryRequest};
@@ -194,6 +194,19 @@ impl MqttClient {
     ) {
         let (client, mut events) = AsyncClient::new(self.options, 64);
         let stats = self.stats;
+        // The event loop keeps turning while a message is stored (acknowledgements go out
+        // through it); the worker takes messages one at a time, in order, so a device's
+        // sequence numbers arrive in the order it sent them and acknowledgements leave in the
+        // order MQTT requires. The broker's in-flight window bounds the queue.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Publish>();
+        let worker = tokio::spawn({
+            let (client, stats) = (client.clone(), stats.clone());
+            async move {
+                while let Some(p) = rx.recv().await {
+                    take(&service, &stats, &client, p).await;
+                }
+            }
+        });
         tokio::pin!(shutdown);
         loop {
             let event = tokio::select! {
@@ -205,10 +218,7 @@ impl MqttClient {
                     stats.connections.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("MQTT connected; subscribing to {}", mqtt::TELEMETRY_FILTER);
                     // Again on every connection: a broker that lost its state forgot it.
-                    if let Err(e) = client
-                        .subscribe(mqtt::TELEMETRY_FILTER, QoS::AtLeastOnce)
-                        .await
-                    {
+                    if let Err(e) = client.try_subscribe(mqtt::TELEMETRY_FILTER, QoS::AtLeastOnce) {
                         tracing::warn!(error = %e, "MQTT subscribe failed");
                     }
                 }
@@ -222,35 +232,7 @@ impl MqttClient {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    // One at a time, in order: MQTT acknowledges QoS 1 in the order received.
-                    let outcome = service.mqtt_telemetry(&p.topic, &p.payload).await;
-                    let ack = match outcome {
-                        Ok(_) => {
-                            stats.stored.fetch_add(1, Ordering::Relaxed);
-                            true
-                        }
-                        Err(e) if e.code == "replay" => {
-                            stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                            true
-                        }
-                        Err(e) if e.kind == Kind::Unavailable => {
-                            // Not acknowledged: the broker delivers it again after a reconnect.
-                            tracing::warn!(topic = %p.topic, error = %e.message, "MQTT telemetry not stored");
-                            false
-                        }
-                        Err(e) => {
-                            tracing::info!(topic = %p.topic, code = e.code, "MQTT telemetry refused");
-                            if let Ok(mut m) = stats.refused.lock() {
-                                *m.entry(e.code).or_default() += 1;
-                            }
-                            true
-                        }
-                    };
-                    if ack {
-                        if let Err(e) = client.ack(&p).await {
-                            tracing::warn!(error = %e, "MQTT acknowledgement failed");
-                        }
-                    }
+                    let _ = tx.send(p);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -262,6 +244,49 @@ impl MqttClient {
                 }
             }
         }
-        let _ = client.disconnect().await;
+        // A message being stored now is not acknowledged: the broker delivers it again.
+        worker.abort();
+        if client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Ok(e) = events.poll().await {
+                    if matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Stores one message and acknowledges it once its fate is final.
+async fn take(service: &Service, stats: &MqttStats, client: &AsyncClient, p: Publish) {
+    let ack = match service.mqtt_telemetry(&p.topic, &p.payload).await {
+        Ok(_) => {
+            stats.stored.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        // Already stored (a redelivery or a copy), or older than what is: not again.
+        Err(e) if e.code == "replay" => {
+            stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(e) if e.kind == Kind::Unavailable => {
+            // Not acknowledged: the broker delivers it again after a reconnect.
+            tracing::warn!(topic = %p.topic, error = %e.message, "MQTT telemetry not stored");
+            false
+        }
+        Err(e) => {
+            tracing::info!(topic = %p.topic, code = e.code, "MQTT telemetry refused");
+            if let Ok(mut m) = stats.refused.lock() {
+                *m.entry(e.code).or_default() += 1;
+            }
+            true
+        }
+    };
+    if ack {
+        if let Err(e) = client.ack(&p).await {
+            tracing::warn!(error = %e, "MQTT acknowledgement failed");
+        }
     }
 }
