@@ -266,19 +266,24 @@ pub struct ServeArgs {
     mqtt: crate::mqtt_cmd::MqttArgs,
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM). The SIGTERM handler is
+/// installed by this call, not at the first poll, so a SIGTERM right after the startup line
+/// drains the service instead of killing it.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let term = async {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
 
@@ -363,14 +368,15 @@ fn serve(a: ServeArgs) -> Result<()> {
             (Some(k), Some(h)) => format!("firmware key sha256 {h} ({k}): releases verified"),
             _ => "no firmware key: no releases (--firmware-key FILE)".into(),
         };
+        let (stop, mqtt_stop) = (stop_signal(), stop_signal());
         let broker = mqtt.as_ref().map_or_else(String::new, |(u, _)| format!("; telemetry also from MQTT {u}"));
         eprintln!(
             "sesame cloud on {scheme}://{addr} (TLS {on}; database {db_name}; {command}; {firmware}{broker})"
         );
-        let mqtt = mqtt.map(|(_, m)| tokio::spawn(m.run(service.clone(), stop_signal())));
+        let mqtt = mqtt.map(|(_, m)| tokio::spawn(m.run(service.clone(), mqtt_stop)));
         match tls {
-            Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop_signal()).await?,
-            None => sesame_cloud::serve(service, l, stop_signal()).await?,
+            Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop).await?,
+            None => sesame_cloud::serve(service, l, stop).await?,
         }
         if let Some(m) = mqtt {
             // Stopped by the same signal; it leaves the broker cleanly.
