@@ -11,6 +11,7 @@
 
 pub mod data;
 pub mod layout;
+pub mod mqtt;
 pub mod mtls;
 pub mod pin;
 

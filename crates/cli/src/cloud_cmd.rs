@@ -37,6 +37,8 @@ pub enum CloudCommand {
         /// TLS private key, PEM (overrides the file; goes with --tls-cert).
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        mqtt: crate::mqtt_cmd::MqttArgs,
     },
     /// What the cloud publishes to anyone (no token): its identity, version, and the
     /// fingerprints of its command and firmware keys (SHA-256 of the SPKI DER), e.g. the
@@ -155,6 +157,14 @@ pub enum CloudCommand {
         /// Only events since this time: RFC 3339 (2026-01-31T12:00:00Z) or Unix seconds.
         #[arg(long, value_parser = crate::vocab::parse_since)]
         since: Option<i64>,
+    },
+    /// A device's accepted telemetry, decrypted (its newest 10,000 messages).
+    Telemetry {
+        #[command(flatten)]
+        op: Operator,
+        /// The device serial.
+        #[arg(long)]
+        serial: String,
     },
 }
 
@@ -275,21 +285,27 @@ pub struct ServeArgs {
     command_key: Option<PathBuf>,
     firmware_key: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
+    mqtt: crate::mqtt_cmd::MqttArgs,
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM). The SIGTERM handler is
+/// installed by this call, not at the first poll, so a SIGTERM right after the startup line
+/// drains the service instead of killing it.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let term = async {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
 
@@ -333,6 +349,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         _ => None,
     };
     crate::serve_check::database(&cfg.db)?;
+    let mqtt = a.mqtt.client(&cfg.identity)?;
     let (command_path, firmware_path) = (cfg.command_key.clone(), cfg.firmware_key.clone());
     let db_name = redact(&cfg.db);
     let rt = tokio::runtime::Runtime::new()?;
@@ -373,12 +390,19 @@ fn serve(a: ServeArgs) -> Result<()> {
             (Some(k), Some(h)) => format!("firmware key sha256 {h} ({k}): releases verified"),
             _ => "no firmware key: no releases (--firmware-key FILE)".into(),
         };
+        let (stop, mqtt_stop) = (stop_signal(), stop_signal());
+        let broker = mqtt.as_ref().map_or_else(String::new, |(u, _)| format!("; telemetry also from MQTT {u}"));
         eprintln!(
-            "sesame cloud on {scheme}://{addr} (TLS {on}; database {db_name}; {command}; {firmware})"
+            "sesame cloud on {scheme}://{addr} (TLS {on}; database {db_name}; {command}; {firmware}{broker})"
         );
+        let mqtt = mqtt.map(|(_, m)| tokio::spawn(m.run(service.clone(), mqtt_stop)));
         match tls {
-            Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop_signal()).await?,
-            None => sesame_cloud::serve(service, l, stop_signal()).await?,
+            Some(tls) => sesame_cloud::serve_tls(service, l, tls, stop).await?,
+            None => sesame_cloud::serve(service, l, stop).await?,
+        }
+        if let Some(m) = mqtt {
+            // Stopped by the same signal; it leaves the broker cleanly.
+            let _ = m.await;
         }
         Ok(())
     })
@@ -463,6 +487,7 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             firmware_key,
             tls_cert,
             tls_key,
+            mqtt,
         } => serve(ServeArgs {
             config,
             db,
@@ -470,6 +495,7 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
             command_key,
             firmware_key,
             tls: tls_cert.zip(tls_key),
+            mqtt,
         }),
         CloudCommand::Info { url, trust, json } => info(&url, &trust, json),
         CloudCommand::TrustRoot { op, root } => {
@@ -776,6 +802,35 @@ pub fn run(cmd: CloudCommand) -> Result<()> {
                 outln!(
                     "{}",
                     crate::vocab::table(&["TIME", "EVENT", "SERIAL", "REASON"], &rows)
+                );
+            })
+        }
+        CloudCommand::Telemetry { op, serial } => {
+            if serial.is_empty() || !serial.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(crate::out::usage("--serial: letters and digits only"));
+            }
+            let v = op.call(
+                "GET",
+                &format!("/v1/admin/devices/{serial}/telemetry"),
+                None,
+            )?;
+            op.print(&v, |v| {
+                let rows: Vec<Vec<String>> = v["messages"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m["seq"].to_string(),
+                            crate::vocab::local_of(&m["time"]),
+                            m["payload"].as_str().unwrap_or("-").to_string(),
+                        ]
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    crate::vocab::table(&["SEQ", "DEVICE TIME", "PAYLOAD"], &rows)
                 );
             })
         }

@@ -19,6 +19,7 @@ use sesame_host::{ProductInfo, Stsafe, ZoneAccess};
 use crate::chip_cmd;
 
 mod cloud;
+mod mqtt;
 pub(crate) mod view;
 mod zones;
 
@@ -111,6 +112,24 @@ enum DeviceCommand {
         command_key_sha256: Option<String>,
         #[command(flatten)]
         trust: crate::client::Trust,
+    },
+    /// Log in over HTTP, then publish encrypted, chip-signed telemetry to an MQTT broker (QoS 1),
+    /// authenticated to it by the chip's certificate (the chip signs the TLS handshake).
+    Telemetry {
+        /// Cloud base URL (for the login and the telemetry key exchange).
+        #[arg(long)]
+        cloud: String,
+        /// The broker: mqtts://HOST[:PORT].
+        #[arg(long, value_name = "URL")]
+        mqtt: String,
+        /// CA certificate(s), PEM, of the broker's server certificate.
+        #[arg(long, value_name = "FILE")]
+        mqtt_ca: PathBuf,
+        #[command(flatten)]
+        trust: crate::client::Trust,
+        /// The readings to send, one message each.
+        #[arg(required = true)]
+        payloads: Vec<String>,
     },
     /// Log in, then install a newer firmware release if the cloud has one (chip-verified).
     Update {
@@ -277,7 +296,10 @@ where
         Ok(ZoneAccess::MAC)
     }
 
-    fn run(mut self, command: DeviceCommand) -> Result<()> {
+    fn run(mut self, command: DeviceCommand) -> Result<()>
+    where
+        I: Send + 'static,
+    {
         match command {
             DeviceCommand::Info => self.info(),
             DeviceCommand::Cert { out, pem } => self.cert(&out, pem),
@@ -308,6 +330,22 @@ where
                 trust,
             } => cloud::update(self, &cloud, command_key_sha256.as_deref(), &dir, &trust),
             DeviceCommand::Boot { dir } => cloud::boot(self, &dir),
+            DeviceCommand::Telemetry {
+                cloud,
+                mqtt,
+                mqtt_ca,
+                trust,
+                payloads,
+            } => mqtt::telemetry(
+                self,
+                &mqtt::Telemetry {
+                    cloud: &cloud,
+                    mqtt: &mqtt,
+                    mqtt_ca: &mqtt_ca,
+                    trust: &trust,
+                    payloads: &payloads,
+                },
+            ),
             DeviceCommand::Counter(CounterCommand::Decrement {
                 zone,
                 amount,

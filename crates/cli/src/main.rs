@@ -19,6 +19,7 @@ mod factory;
 mod files;
 mod firmware;
 mod fleet;
+mod mqtt_cmd;
 mod serve_check;
 mod sim;
 mod vocab;

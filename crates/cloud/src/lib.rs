@@ -22,6 +22,7 @@ mod guard;
 pub mod info;
 mod login;
 mod metrics;
+pub mod mqtt;
 pub mod mtls;
 mod observe;
 mod openapi;

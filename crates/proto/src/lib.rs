@@ -27,6 +27,7 @@ pub mod admin;
 pub mod auth;
 pub mod data;
 pub mod messages;
+pub mod mqtt;
 
 use serde::{Deserialize, Serialize};
 
