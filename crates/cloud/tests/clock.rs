@@ -8,7 +8,10 @@ mod common;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use common::*;
+use serde_json::json;
 use sesame_chip::CurveName;
 use sesame_cloud::clock::{ManualClock, Random, RandomError};
 use sesame_pki::KeyAlg;
@@ -43,6 +46,29 @@ async fn sessions_and_challenges_expire_on_the_services_clock() {
         StatusCode::UNAUTHORIZED,
         "challenge_expired",
     );
+
+    // The challenge id is the cloud's MAC over the challenge (expiry inside) and the
+    // certificate hash: any change to it, including a later expiry, is an unknown challenge.
+    let (_, c) = challenge(&s, &dev.cert).await;
+    let sig = dev.answer(&c);
+    let id = c["challenge_id"].as_str().unwrap();
+    let mut raw = URL_SAFE_NO_PAD.decode(id).unwrap();
+    for i in [0usize, 7, 20, 40, 70, 95] {
+        let mut bent = raw.clone();
+        bent[i] ^= 1;
+        refused(
+            &respond(&s, &json!(URL_SAFE_NO_PAD.encode(&bent)), &sig, None).await,
+            StatusCode::UNAUTHORIZED,
+            "unknown_challenge",
+        );
+    }
+    raw.truncate(64);
+    refused(
+        &respond(&s, &json!(URL_SAFE_NO_PAD.encode(&raw)), &sig, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unknown_challenge",
+    );
+    ok(&respond(&s, &c["challenge_id"], &sig, None).await);
 
     // The session lives 600 s of the service's time, not of the wall clock.
     assert_eq!(session_status(&s, &token).await, StatusCode::OK);
