@@ -73,6 +73,14 @@ impl<K: std::hash::Hash + Eq + Clone> Windows<K> {
         e.1
     }
 
+    /// Takes back one count of `key` (an attempt that turned out not to count).
+    fn refund(&self, key: &K) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = map.get_mut(key) {
+            e.1 = e.1.saturating_sub(1);
+        }
+    }
+
     fn sweep(&self, now: i64, window: i64) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, (start, _)| now < *start + window);
@@ -112,6 +120,12 @@ impl Guard {
     /// Counts one verified login of `serial`; true if it is over `max` for the window.
     pub fn login_over(&self, serial: &str, now: i64, window: i64, max: u32) -> bool {
         self.logins.bump(serial.to_string(), now, window) > max
+    }
+
+    /// Takes back a login counted by [`Guard::login_over`] that opened no session (a replayed
+    /// response), so a captured response replayed cannot use up the device's logins.
+    pub fn login_refund(&self, serial: &str) {
+        self.logins.refund(&serial.to_string());
     }
 
     /// Adds a refusal to the audit aggregate. `serial` must come from a certificate that chained

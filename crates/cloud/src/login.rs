@@ -449,7 +449,9 @@ impl Service {
                 .timed("trust_version", self.store.trust_version())
                 .await?;
             if now == version {
-                // Another response to this challenge won, here or on another instance.
+                // Another response to this challenge won, here or on another instance. A
+                // replay is not a login: it does not count against the device.
+                self.guard.login_refund(&leaf.serial);
                 return Err(Fail::Auth(
                     Reason::UnknownChallenge,
                     Some(leaf.serial.clone()),

@@ -105,3 +105,31 @@ async fn a_failing_generator_fails_the_request_and_stores_nothing() {
     assert!(body.get("challenge").is_none(), "{body}");
     assert_eq!(s.store.table_rows("sessions").await.unwrap(), Some(0));
 }
+
+#[tokio::test]
+async fn a_replayed_response_does_not_use_up_the_devices_logins() {
+    let db = sqlite();
+    let s = cloud_with(&db, |c| c.max_logins_per_device = 2).await;
+    let pki = Pki::new(KeyAlg::P256);
+    pki.enroll(&s).await;
+    let mut dev = Device::new(&pki.family, CurveName::P256);
+    let (_, c) = challenge(&s, &dev.cert).await;
+    let sig = dev.answer(&c);
+    ok(&respond(&s, &c["challenge_id"], &sig, None).await);
+    // Someone who captured that response replays it, again and again.
+    for _ in 0..5 {
+        refused(
+            &respond(&s, &c["challenge_id"], &sig, None).await,
+            StatusCode::UNAUTHORIZED,
+            "unknown_challenge",
+        );
+    }
+    // The device's own next login is its second in the window: allowed.
+    ok(&login(&s, &mut dev).await);
+    // Its third is over the limit.
+    refused(
+        &login(&s, &mut dev).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "throttled",
+    );
+}
