@@ -349,7 +349,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         _ => None,
     };
     crate::serve_check::database(&cfg.db)?;
-    let mqtt = a.mqtt.client(&cfg.identity)?;
+    let mqtt = a.mqtt.client(&cfg)?;
     let (command_path, firmware_path) = (cfg.command_key.clone(), cfg.firmware_key.clone());
     let db_name = redact(&cfg.db);
     let rt = tokio::runtime::Runtime::new()?;

@@ -31,19 +31,36 @@ pub struct MqttArgs {
 }
 
 impl MqttArgs {
-    /// The checked client (certificates read, key matched), if `--mqtt` was given.
-    pub fn client(self, identity: &str) -> Result<Option<(String, MqttClient)>> {
-        let (Some(url), Some(ca), Some(cert), Some(key)) =
-            (self.mqtt, self.mqtt_ca, self.mqtt_cert, self.mqtt_key)
-        else {
-            return Ok(None);
+    /// The checked client (certificates read, key matched), if a broker is given: by these
+    /// options, or else by the configuration file's `mqtt*` keys.
+    pub fn client(self, cfg: &sesame_cloud::Config) -> Result<Option<(String, MqttClient)>> {
+        let from_file = |v: &Option<String>| v.as_ref().map(PathBuf::from);
+        let (url, ca, cert, key) = match self.mqtt {
+            Some(url) => (url, self.mqtt_ca, self.mqtt_cert, self.mqtt_key),
+            None => match &cfg.mqtt {
+                Some(url) => (
+                    url.clone(),
+                    from_file(&cfg.mqtt_ca),
+                    from_file(&cfg.mqtt_cert),
+                    from_file(&cfg.mqtt_key),
+                ),
+                None => return Ok(None),
+            },
+        };
+        let (Some(ca), Some(cert), Some(key)) = (ca, cert, key) else {
+            return Err(anyhow!(
+                "{url}: the broker needs --mqtt-ca, --mqtt-cert and --mqtt-key (or mqtt_ca, mqtt_cert, mqtt_key in the configuration file)"
+            ));
         };
         let config = MqttConfig {
             url: url.clone(),
             ca,
             cert,
             key,
-            client_id: self.mqtt_client_id.unwrap_or_else(|| identity.to_string()),
+            client_id: self
+                .mqtt_client_id
+                .or_else(|| cfg.mqtt_client_id.clone())
+                .unwrap_or_else(|| cfg.identity.clone()),
         };
         let client = MqttClient::new(&config).map_err(|e| anyhow!("--mqtt: {e}"))?;
         Ok(Some((url, client)))

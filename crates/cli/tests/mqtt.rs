@@ -70,7 +70,22 @@ fn a_factory_chip_publishes_telemetry_through_the_broker() {
     let Some(b) = broker::Broker::start(&refs, true) else {
         return;
     };
-    let mut args = [
+    // The broker from the configuration file (the refusal test below gives it by options).
+    let c = &b.cloud;
+    std::fs::write(
+        d.join("cloud.toml"),
+        format!(
+            "mqtt = {:?}\nmqtt_ca = {:?}\nmqtt_cert = {:?}\nmqtt_key = {:?}\n",
+            c.url,
+            c.ca.display().to_string(),
+            c.cert.display().to_string(),
+            c.key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--config",
+        "cloud.toml",
         "--db",
         "sqlite://cloud.db",
         "--command-key",
@@ -78,7 +93,6 @@ fn a_factory_chip_publishes_telemetry_through_the_broker() {
     ]
     .map(String::from)
     .to_vec();
-    args.extend(mqtt_args(&b));
     let cloud = Server::start_with(d, &args);
     assert!(
         cloud

@@ -55,6 +55,17 @@ pub struct Config {
     /// per line, the first one current, the others still accepted (rotation). Independent of
     /// the command key; without it, the wrapping key is derived from the command key.
     pub session_keys: Option<String>,
+    /// Also take device telemetry from this MQTT broker: `mqtts://HOST[:PORT]` (with
+    /// `mqtt_ca`, `mqtt_cert`, `mqtt_key`; `cloud serve --mqtt` and its options override).
+    pub mqtt: Option<String>,
+    /// CA certificate(s), PEM, that the broker's server certificate chains to.
+    pub mqtt_ca: Option<String>,
+    /// The cloud's client certificate for the broker, PEM.
+    pub mqtt_cert: Option<String>,
+    /// Its private key, PEM.
+    pub mqtt_key: Option<String>,
+    /// MQTT client id (default: the identity); keep it fixed.
+    pub mqtt_client_id: Option<String>,
     /// TLS certificate chain (PEM); TLS is on when both this and `tls_key` are set.
     pub tls_cert: Option<String>,
     /// TLS private key (PEM).
@@ -84,6 +95,11 @@ impl Default for Config {
             max_connections: 0,
             command_key: None,
             session_keys: None,
+            mqtt: None,
+            mqtt_ca: None,
+            mqtt_cert: None,
+            mqtt_key: None,
+            mqtt_client_id: None,
             tls_cert: None,
             tls_key: None,
         }
@@ -153,6 +169,11 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());
+        }
+        if self.mqtt.is_some()
+            && (self.mqtt_ca.is_none() || self.mqtt_cert.is_none() || self.mqtt_key.is_none())
+        {
+            return Err("mqtt needs mqtt_ca, mqtt_cert and mqtt_key".into());
         }
         Ok(())
     }
