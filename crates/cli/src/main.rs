@@ -12,6 +12,7 @@ mod bench_auth;
 mod chip_cmd;
 mod client;
 mod cloud_cmd;
+mod cloud_serve;
 mod cputime;
 mod demo;
 mod device_cmd;

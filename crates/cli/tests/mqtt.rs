@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{operator, text, Server};
+use common::{operator, personalize_one, text, Server};
 use serde_json::Value;
 
 fn certs(path: &Path) -> Vec<Vec<u8>> {
@@ -39,27 +39,7 @@ fn a_factory_chip_publishes_telemetry_through_the_broker() {
     assert!(operator(&["factory", "init", "--dir", "f"], d)
         .status
         .success());
-    let o = operator(
-        &[
-            "factory",
-            "personalize",
-            "--dir",
-            "f",
-            "--family",
-            "family-1",
-            "--count",
-            "1",
-            "--out",
-            "b",
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let manifest = std::fs::read_to_string(d.join("b/manifest.jsonl")).unwrap();
-    let serial = serde_json::from_str::<Value>(manifest.lines().next().unwrap()).unwrap()["serial"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (serial, image) = personalize_one(d);
     // The broker takes device certificates from the factory's root and family.
     let cas = [
         certs(&d.join("f/root.pem")),
@@ -118,7 +98,6 @@ fn a_factory_chip_publishes_telemetry_through_the_broker() {
         assert!(o.status.success(), "{}", text(&o));
     }
     let ca = b.dir().join("ca.pem").display().to_string();
-    let image = format!("b/chips/{serial}.chip");
     let o = operator(
         &[
             "device",

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use sesame_chip::{ChipConfig, ChipOptions, CurveName, Fab, MemStorage, SealKey};
 use sesame_pki::{fingerprint, to_pem, Authority, DeviceKey, ManifestLine, PEM_CERT};
 
+use crate::disk::sync_filesystem;
+pub use crate::disk::{Disk, RealDisk};
 use crate::error::{io, Ctx, Error, Kind, Result};
 use crate::{layout, load_family, public_point, zones, FactoryDir, ORG};
 
@@ -159,32 +161,14 @@ pub const MAX_BATCH: usize = 10_000_000;
 
 /// Refuses to start a batch that cannot fit on the disk of `out`: the size of one chip (its
 /// sealed image plus its host-key and manifest lines, measured on a chip made now and thrown
-/// away) times `todo`, with 10 % to spare.
+/// away) times `todo`.
 fn enough_space(out: &Path, todo: usize, m: &Material, disk: &dyn Disk) -> Result<()> {
     if todo == 0 {
         return Ok(());
     }
     let (_, sealed, keys, line) = make_chip(m)?;
     let per_chip = sealed.len() + host_json(&keys).len() + line.to_json().len() + 2;
-    let need = (todo as u128 * per_chip as u128 * 11 / 10) as u64;
-    // The batch directory, or the nearest directory above it that exists yet.
-    let on = out
-        .ancestors()
-        .find(|a| a.is_dir())
-        .filter(|a| !a.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let free = io(disk.free_bytes(on), || {
-        format!("cannot check free space on {}", on.display())
-    })?;
-    if need > free {
-        return Err(Error::refused(format!(
-            "{todo} chips need about {} MB in {} ({per_chip} bytes each), but only {} MB are free; free space or give a smaller --count",
-            need.div_ceil(1 << 20),
-            out.display(),
-            free / (1 << 20)
-        )));
-    }
-    Ok(())
+    crate::disk::check_space(out, todo, per_chip, disk)
 }
 
 /// The manifest line an existing image should have, if it is a good, finished chip.
@@ -279,41 +263,6 @@ fn reconcile(out: &Path, m: &Material) -> Result<Vec<ManifestLine>> {
     rewrite(&out.join("host-keys.jsonl"), &ktext, &kept_keys, true)?;
     rewrite(&out.join("manifest.jsonl"), &mtext, &lines, false)?;
     Ok(lines)
-}
-
-fn sync_filesystem(dir: &Path) -> Result<()> {
-    let f = io(fs::File::open(dir), || {
-        format!("cannot open {}", dir.display())
-    })?;
-    rustix::fs::syncfs(&f).ctx(Kind::Io, || format!("sync {}", dir.display()))
-}
-
-/// Where a personalize run writes; a seam so tests can make the disk fail.
-pub trait Disk: Sync {
-    /// Writes a whole file (created or replaced).
-    fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()>;
-
-    /// Bytes an unprivileged writer may still use on the file system of `dir`.
-    fn free_bytes(&self, dir: &Path) -> std::io::Result<u64> {
-        let st = rustix::fs::statvfs(dir)?;
-        Ok(st.f_bavail.saturating_mul(st.f_frsize))
-    }
-}
-
-/// The real disk.
-pub struct RealDisk;
-
-impl Disk for RealDisk {
-    fn write(&self, path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(if private { 0o600 } else { 0o644 })
-            .open(path)?;
-        f.write_all(bytes)
-    }
 }
 
 /// What a personalize run did.

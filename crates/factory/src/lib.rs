@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod batch;
+mod disk;
 mod error;
 mod signed;
 pub mod tls;
