@@ -553,7 +553,30 @@ async fn operator_mistakes_are_refused(db: Db) {
     assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
 }
 
+/// A certificate that names an enrolled family as its issuer (its name and its authority key
+/// id, the index the family is found by) but is signed by someone else is untrusted.
+async fn a_borrowed_authority_key_id_is_not_trust(db: Db) {
+    let s = cloud(&db).await;
+    let pki = Pki::new(KeyAlg::P256);
+    pki.enroll(&s).await;
+    let mut genuine = Device::new(&pki.family, CurveName::P256);
+    ok(&login(&s, &mut genuine).await);
+    let stranger = Pki::new(KeyAlg::P256);
+    let mut forged = Device::new(&pki.family, CurveName::P256);
+    // Same issuer name and authority key id as the family's devices, signed by a stranger.
+    forged.cert = resign(&forged.cert, &stranger.family, |t| {
+        t.serial_number = x509_cert::serial_number::SerialNumber::new(&[0x42, 1]).unwrap();
+    });
+    refused(
+        &challenge(&s, &forged.cert).await,
+        StatusCode::UNAUTHORIZED,
+        "not_enrolled",
+    );
+    ok(&login(&s, &mut genuine).await);
+}
+
 on_both!(
+    a_borrowed_authority_key_id_is_not_trust,
     reencoded_certificate_stays_revoked,
     serial_is_scoped_by_family,
     strangers_cannot_lock_a_device_out,
